@@ -1,0 +1,493 @@
+#!/usr/bin/env bash
+# The real test environment of fleet.multiarch, started and stopped by the project itself.
+#
+#   scripts/testenv.sh up       install what is missing and start everything (idempotent)
+#   scripts/testenv.sh down     stop the engine and the registries (caches and images are kept)
+#   scripts/testenv.sh purge    down, then remove the state (registry data, certificates)
+#   scripts/testenv.sh status   say what runs
+#
+# What "up" brings, on a Debian/Ubuntu x86_64 machine, as root, with or without systemd:
+#   - Debian's docker.io engine, started by this script with its own config and log file;
+#   - binfmt_misc mounted and QEMU user emulation registered (arm64, arm, riscv64, ppc64le, s390x ...);
+#   - a plain registry on 127.0.0.1:5000 (deletes enabled) and a TLS + htpasswd one on 127.0.0.1:5443;
+#   - the buildx CLI plugin from Debian's docker-buildx package, cached with its sha256;
+#   - local multi-arch base images (busybox, debian:bookworm) pushed to the plain registry, which the
+#     engine uses as its registry mirror, so that "FROM busybox" builds offline.
+# Everything it learns is written to $FLEET_TESTENV_STATE/testenv.json for the tests.
+set -euo pipefail
+
+STATE=${FLEET_TESTENV_STATE:-/var/lib/fleet-multiarch-testenv}
+CACHE=${FLEET_TESTENV_CACHE:-/var/cache/fleet-multiarch-testenv}
+REGISTRY=127.0.0.1:5000
+REGISTRY_TLS=127.0.0.1:5443
+REGISTRY_USER=fleet
+DOCKER_SOCK=/var/run/docker.sock
+BUILDX_PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+# The recipes of the base images; a change here rebuilds them.
+BUSYBOX_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf linux/arm/v6:armel)
+DEBIAN_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf)
+DEBIAN_SUITE=bookworm
+PACKAGES=(docker.io containerd runc iptables qemu-user-static binfmt-support docker-registry skopeo
+  mmdebstrap apache2-utils openssl ca-certificates curl jq)
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------------
+# Preconditions and packages
+# ---------------------------------------------------------------------------------------------------
+check_host() {
+  [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages, starts dockerd and mounts binfmt_misc)"
+  [ "$(uname -s)" = Linux ] || die "the test environment needs Linux, this is $(uname -s)"
+  [ "$(uname -m)" = x86_64 ] || die "the test environment is made for an x86_64 build host, this is $(uname -m)"
+  command -v apt-get >/dev/null || die "apt-get not found: the test environment supports Debian and Ubuntu"
+}
+
+install_packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d keeps the packages' init scripts from starting daemons: this script starts its own.
+  local prc=/usr/sbin/policy-rc.d made_prc=
+  if [ ! -e "$prc" ]; then printf '#!/bin/sh\nexit 101\n' > "$prc"; chmod 755 "$prc"; made_prc=1; fi
+  apt-get update -q >/dev/null || { [ -n "$made_prc" ] && rm -f "$prc"; die "apt-get update failed"; }
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$CACHE/apt-install.log" 2>&1; then
+    [ -n "$made_prc" ] && rm -f "$prc"
+    tail -20 "$CACHE/apt-install.log" >&2
+    die "apt-get install ${missing[*]} failed (log: $CACHE/apt-install.log)"
+  fi
+  [ -n "$made_prc" ] && rm -f "$prc"
+  return 0
+}
+
+# The Debian mirror this machine already uses, read from its apt sources (never a fixed host name).
+debian_mirror() {
+  local f uri
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    # deb822: the first stanza whose Suites name a plain release (not -security) and that is Debian.
+    uri=$(awk -v RS= '/Types:[^\n]*deb/ && /Suites:[^\n]*(bookworm|trixie|sid|stable)( |\n|$)/ && !/debian-security/ {
+            if (match($0, /URIs:[ \t]*[^ \t\n]+/)) { s = substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s); print s; exit } }' "$f")
+    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f" |
+      grep -m1 -i debian || true)
+    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
+  done
+  return 1
+}
+
+# apt-get with a private configuration: other suites and architectures, without touching the system's.
+private_apt() {
+  local name=$1; shift
+  local d="$CACHE/apt/$name"
+  mkdir -p "$d/lists/partial" "$d/archives/partial"
+  apt-get -q -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/nonexistent \
+    -o Dir::State::Lists="$d/lists" -o Dir::Cache::Archives="$d/archives" \
+    -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o Acquire::Languages=none \
+    -o APT::Sandbox::User=root "$@"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# binfmt_misc and QEMU
+# ---------------------------------------------------------------------------------------------------
+setup_binfmt() {
+  if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+      die "cannot mount binfmt_misc: the kernel lacks CONFIG_BINFMT_MISC or this container may not mount it"
+  fi
+  local a missing=()
+  for a in aarch64 arm riscv64 ppc64le s390x; do
+    [ -e "/proc/sys/fs/binfmt_misc/qemu-$a" ] || missing+=("$a")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "registering QEMU emulators: ${missing[*]}"
+    for a in "${missing[@]}"; do update-binfmts --enable "qemu-$a" >/dev/null; done
+  fi
+  for a in aarch64 arm riscv64 ppc64le s390x; do
+    grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$a" || die "binfmt entry qemu-$a is not enabled"
+    grep -q '^flags: .*F' "/proc/sys/fs/binfmt_misc/qemu-$a" ||
+      die "binfmt entry qemu-$a lacks the F flag, so emulation would not work inside containers"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------------
+# The Docker engine
+# ---------------------------------------------------------------------------------------------------
+engine_answers() { curl -fsS --max-time 3 --unix-socket "$DOCKER_SOCK" http://localhost/_ping >/dev/null 2>&1; }
+
+write_daemon_json() {
+  mkdir -p "$STATE/docker"
+  cat > "$STATE/docker/daemon.json.new" <<EOF
+{
+  "registry-mirrors": ["http://$REGISTRY"],
+  "insecure-registries": ["$REGISTRY"],
+  "features": {"buildkit": true},
+  "log-driver": "json-file",
+  "log-opts": {"max-size": "10m", "max-file": "3"},
+  "storage-driver": "overlay2"
+}
+EOF
+  if cmp -s "$STATE/docker/daemon.json.new" "$STATE/docker/daemon.json"; then
+    rm -f "$STATE/docker/daemon.json.new"; return 1
+  fi
+  mv "$STATE/docker/daemon.json.new" "$STATE/docker/daemon.json"
+  return 0
+}
+
+start_engine() {
+  local changed=0 pidfile="$STATE/docker/dockerd.pid"
+  write_daemon_json && changed=1
+  if engine_answers; then
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      [ "$changed" -eq 0 ] && return 0
+      log "engine configuration changed: restarting dockerd"
+      stop_pid "$pidfile" dockerd 60
+    else
+      # An engine this script did not start: use it only if it is configured as the tests need.
+      docker info --format '{{json .RegistryConfig.Mirrors}}' 2>/dev/null | grep -q "$REGISTRY" ||
+        die "a Docker engine already answers on $DOCKER_SOCK without the registry mirror http://$REGISTRY; stop it (systemctl stop docker docker.socket) and run again"
+      log "using the Docker engine that already runs"
+      return 0
+    fi
+  fi
+  log "starting dockerd (log: $STATE/docker/dockerd.log)"
+  setsid /usr/sbin/dockerd --config-file "$STATE/docker/daemon.json" --pidfile "$pidfile" \
+    -H "unix://$DOCKER_SOCK" >>"$STATE/docker/dockerd.log" 2>&1 < /dev/null &
+  local i
+  for i in $(seq 1 60); do
+    engine_answers && break
+    if ! kill -0 $! 2>/dev/null; then
+      tail -15 "$STATE/docker/dockerd.log" >&2
+      die "dockerd exited while starting; its log is $STATE/docker/dockerd.log"
+    fi
+    sleep 1
+  done
+  engine_answers || { tail -15 "$STATE/docker/dockerd.log" >&2; die "dockerd did not answer on $DOCKER_SOCK within 60 s (log: $STATE/docker/dockerd.log)"; }
+}
+
+stop_pid() {
+  local pidfile=$1 name=$2 timeout=${3:-30} pid i
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill "$pid"
+    for i in $(seq 1 "$timeout"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$pid" 2>/dev/null && { log "$name did not stop in ${timeout}s: killing it"; kill -9 "$pid"; }
+  fi
+  rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Registries
+# ---------------------------------------------------------------------------------------------------
+make_tls() {
+  local d="$STATE/registry/tls"
+  [ -f "$d/server.crt" ] && [ -f "$d/ca.crt" ] && return 0
+  log "making a CA and a server certificate for $REGISTRY_TLS"
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=fleet.multiarch test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+    -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  chmod 600 "$d"/*.key
+}
+
+make_htpasswd() {
+  local d="$STATE/registry/auth"
+  [ -f "$d/htpasswd" ] && [ -f "$d/password" ] && return 0
+  mkdir -p "$d"; chmod 700 "$d"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$d/password"
+  chmod 600 "$d/password"
+  htpasswd -Bbn "$REGISTRY_USER" "$(cat "$d/password")" > "$d/htpasswd"
+}
+
+write_registry_config() {
+  local name=$1 addr=$2 extra=$3 f="$STATE/registry/$1.yml"
+  mkdir -p "$STATE/registry/data-$name"
+  cat > "$f" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry/data-$name
+  delete:
+    enabled: true
+http:
+  addr: $addr
+$extra
+EOF
+}
+
+registry_answers() {
+  case $1 in
+    plain) curl -fsS --max-time 3 "http://$REGISTRY/v2/" >/dev/null 2>&1 ;;
+    # 401 is the right answer of a registry that wants credentials.
+    tls) [ "$(curl -sS --max-time 3 -o /dev/null -w '%{http_code}' --cacert "$STATE/registry/tls/ca.crt" "https://$REGISTRY_TLS/v2/" 2>/dev/null)" = 401 ] ;;
+  esac
+}
+
+start_registry() {
+  local name=$1 pidfile="$STATE/registry/$1.pid" i
+  if registry_answers "$name"; then return 0; fi
+  [ -f "$pidfile" ] && stop_pid "$pidfile" "registry $name"
+  log "starting the $name registry (log: $STATE/registry/$name.log)"
+  setsid /usr/bin/docker-registry serve "$STATE/registry/$name.yml" >>"$STATE/registry/$name.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  for i in $(seq 1 30); do
+    registry_answers "$name" && return 0
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+    sleep 0.5
+  done
+  tail -10 "$STATE/registry/$name.log" >&2
+  die "the $name registry did not start (log: $STATE/registry/$name.log)"
+}
+
+setup_registries() {
+  make_tls
+  make_htpasswd
+  write_registry_config plain "$REGISTRY" ""
+  write_registry_config tls "$REGISTRY_TLS" "  tls:
+    certificate: $STATE/registry/tls/server.crt
+    key: $STATE/registry/tls/server.key
+auth:
+  htpasswd:
+    realm: fleet-multiarch-testenv
+    path: $STATE/registry/auth/htpasswd"
+  # The engine trusts the test CA for the TLS registry, as docs.docker.com/engine/security/certificates says.
+  mkdir -p "/etc/docker/certs.d/$REGISTRY_TLS"
+  cmp -s "$STATE/registry/tls/ca.crt" "/etc/docker/certs.d/$REGISTRY_TLS/ca.crt" ||
+    cp "$STATE/registry/tls/ca.crt" "/etc/docker/certs.d/$REGISTRY_TLS/ca.crt"
+  start_registry plain
+  start_registry tls
+}
+
+# ---------------------------------------------------------------------------------------------------
+# The buildx plugin, from Debian's docker-buildx package
+# ---------------------------------------------------------------------------------------------------
+setup_buildx() {
+  local d="$CACHE/buildx" bin
+  bin="$d/docker-buildx"
+  if [ ! -x "$bin" ] || ! (cd "$d" && sha256sum --quiet -c docker-buildx.sha256 2>/dev/null); then
+    log "fetching docker-buildx from Debian's archive"
+    rm -rf "$d"; mkdir -p "$d"
+    local mirror
+    if apt-cache show docker-buildx >/dev/null 2>&1; then
+      (cd "$d" && apt-get -q -o APT::Sandbox::User=root download docker-buildx >/dev/null)
+    else
+      # Not in this release (Debian 12 has none): take it from trixie, on the mirror the machine uses.
+      mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot fetch docker-buildx"
+      mkdir -p "$CACHE/apt/trixie"
+      echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$CACHE/apt/trixie/sources.list"
+      private_apt trixie -o APT::Architectures::=amd64 update >/dev/null
+      (cd "$d" && private_apt trixie -o APT::Architectures::=amd64 download docker-buildx >/dev/null)
+    fi
+    local deb
+    deb=$(ls "$d"/docker-buildx_*.deb)
+    dpkg-deb -x "$deb" "$d/x"
+    install -m 0755 "$d/x/usr/libexec/docker/cli-plugins/docker-buildx" "$bin"
+    dpkg-deb -f "$deb" Version > "$d/deb-version"
+    rm -rf "$d/x"
+    (cd "$d" && sha256sum docker-buildx > docker-buildx.sha256)
+  fi
+  mkdir -p "$BUILDX_PLUGIN_DIR"
+  cmp -s "$bin" "$BUILDX_PLUGIN_DIR/docker-buildx" || install -m 0755 "$bin" "$BUILDX_PLUGIN_DIR/docker-buildx"
+  docker buildx version >/dev/null 2>&1 || die "docker buildx does not run after installing $BUILDX_PLUGIN_DIR/docker-buildx"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Base images
+# ---------------------------------------------------------------------------------------------------
+# Does the registry hold NAME:TAG as an index whose entries are exactly these platforms?
+index_has_platforms() {
+  local ref=$1; shift
+  local want have
+  want=$(printf '%s\n' "$@" | sort | tr '\n' ' ')
+  have=$(curl -fsS --max-time 10 -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+    "http://$REGISTRY/v2/${ref%%:*}/manifests/${ref#*:}" 2>/dev/null |
+    jq -r '.manifests[].platform | [.os, .architecture, .variant // empty] | join("/")' 2>/dev/null | sort | tr '\n' ' ') || return 1
+  [ "$want" = "$have" ]
+}
+
+# Build one single-platform image FROM scratch with buildx so that its config carries the platform,
+# push it by a per-platform tag, and print the pushed manifest digest.
+push_scratch_image() {
+  local platform=$1 dir=$2 ref=$3 meta
+  meta=$(mktemp)
+  docker buildx build --builder default --platform "$platform" --provenance=false --sbom=false \
+    --metadata-file "$meta" --output "type=image,name=$ref,push=true" "$dir" >"$dir/build.log" 2>&1 ||
+    { tail -20 "$dir/build.log" >&2; rm -f "$meta"; die "building $ref for $platform failed"; }
+  rm -f "$meta"
+}
+
+publish_index() {
+  local target=$1; shift
+  docker buildx imagetools create --builder default -t "$target" "$@" >/dev/null 2>"$CACHE/imagetools.log" ||
+    { cat "$CACHE/imagetools.log" >&2; die "publishing the index $target failed"; }
+}
+
+fetch_busybox_debs() {
+  local d="$CACHE/busybox" mirror p arch
+  local want=()
+  for p in "${BUSYBOX_PLATFORMS[@]}"; do want+=("busybox-static:${p##*:}"); done
+  if ls "$d"/busybox-static_*_{amd64,arm64,armhf,armel}.deb >/dev/null 2>&1; then return 0; fi
+  mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot fetch busybox-static"
+  mkdir -p "$d" "$CACHE/apt/bookworm-ports"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $DEBIAN_SUITE main" > "$CACHE/apt/bookworm-ports/sources.list"
+  local archopts=()
+  for p in "${BUSYBOX_PLATFORMS[@]}"; do archopts+=(-o "APT::Architectures::=${p##*:}"); done
+  private_apt bookworm-ports "${archopts[@]}" update >/dev/null
+  (cd "$d" && private_apt bookworm-ports "${archopts[@]}" download "${want[@]}" >/dev/null)
+}
+
+build_busybox() {
+  local recipe tag=1.35 marker="$STATE/images/busybox.recipe" p platform arch d refs=()
+  recipe=$(printf '%s\n' "${BUSYBOX_PLATFORMS[@]}" "$DEBIAN_SUITE" v1 | sha256sum | cut -c1-16)
+  mkdir -p "$STATE/images"
+  if [ "$(cat "$marker" 2>/dev/null)" = "$recipe" ] &&
+    index_has_platforms "library/busybox:latest" "${BUSYBOX_PLATFORMS[@]%%:*}"; then
+    return 0
+  fi
+  log "building busybox for ${BUSYBOX_PLATFORMS[*]%%:*}"
+  fetch_busybox_debs
+  for p in "${BUSYBOX_PLATFORMS[@]}"; do
+    platform=${p%%:*}; arch=${p##*:}
+    d="$CACHE/build/busybox-$arch"
+    rm -rf "$d"; mkdir -p "$d/rootfs/bin" "$d/x"
+    dpkg-deb -x "$(ls "$CACHE"/busybox/busybox-static_*_"$arch".deb)" "$d/x"
+    cp "$d/x/bin/busybox" "$d/rootfs/bin/busybox"
+    for applet in sh ls cat echo uname sleep env id true false wget nc httpd mkdir rm; do
+      ln -s busybox "$d/rootfs/bin/$applet"
+    done
+    mkdir -p "$d/rootfs/etc" "$d/rootfs/tmp" "$d/rootfs/root"
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$d/rootfs/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' > "$d/rootfs/etc/group"
+    printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n' > "$d/Dockerfile"
+    push_scratch_image "$platform" "$d" "$REGISTRY/library/busybox:$tag-$arch"
+    refs+=("$REGISTRY/library/busybox:$tag-$arch")
+  done
+  publish_index "$REGISTRY/library/busybox:latest" "${refs[@]}"
+  publish_index "$REGISTRY/library/busybox:$tag" "${refs[@]}"
+  index_has_platforms "library/busybox:latest" "${BUSYBOX_PLATFORMS[@]%%:*}" ||
+    die "library/busybox:latest in $REGISTRY does not list ${BUSYBOX_PLATFORMS[*]%%:*}"
+  echo "$recipe" > "$marker"
+}
+
+build_debian() {
+  local recipe marker="$STATE/images/debian.recipe" p platform arch d tarball refs=() mirror
+  recipe=$(printf '%s\n' "${DEBIAN_PLATFORMS[@]}" "$DEBIAN_SUITE" minbase v1 | sha256sum | cut -c1-16)
+  mkdir -p "$STATE/images"
+  if [ "$(cat "$marker" 2>/dev/null)" = "$recipe" ] &&
+    index_has_platforms "library/debian:$DEBIAN_SUITE" "${DEBIAN_PLATFORMS[@]%%:*}"; then
+    return 0
+  fi
+  mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot build a Debian root"
+  for p in "${DEBIAN_PLATFORMS[@]}"; do
+    platform=${p%%:*}; arch=${p##*:}
+    d="$CACHE/build/debian-$arch"
+    tarball="$CACHE/rootfs/debian-$DEBIAN_SUITE-$arch-$recipe.tar"
+    if [ ! -s "$tarball" ]; then
+      log "making a minimal Debian $DEBIAN_SUITE root for $arch with mmdebstrap"
+      mkdir -p "$CACHE/rootfs"
+      # minbase, without documentation; maintainer scripts of foreign architectures run through QEMU.
+      mmdebstrap --quiet --format=tar --arch="$arch" --variant=minbase \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt=force-unsafe-io \
+        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+        "$DEBIAN_SUITE" "$tarball.tmp" "$mirror" >"$CACHE/rootfs/debian-$arch.log" 2>&1 ||
+        { tail -20 "$CACHE/rootfs/debian-$arch.log" >&2; rm -f "$tarball.tmp"; die "mmdebstrap for $arch failed"; }
+      mv "$tarball.tmp" "$tarball"
+    fi
+    rm -rf "$d"; mkdir -p "$d"
+    ln "$tarball" "$d/rootfs.tar" 2>/dev/null || cp "$tarball" "$d/rootfs.tar"
+    printf 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n' > "$d/Dockerfile"
+    push_scratch_image "$platform" "$d" "$REGISTRY/library/debian:$DEBIAN_SUITE-$arch"
+    refs+=("$REGISTRY/library/debian:$DEBIAN_SUITE-$arch")
+  done
+  publish_index "$REGISTRY/library/debian:$DEBIAN_SUITE" "${refs[@]}"
+  publish_index "$REGISTRY/library/debian:$DEBIAN_SUITE-slim" "${refs[@]}"
+  publish_index "$REGISTRY/library/debian:12" "${refs[@]}"
+  index_has_platforms "library/debian:$DEBIAN_SUITE" "${DEBIAN_PLATFORMS[@]%%:*}" ||
+    die "library/debian:$DEBIAN_SUITE in $REGISTRY does not list ${DEBIAN_PLATFORMS[*]%%:*}"
+  echo "$recipe" > "$marker"
+}
+
+write_facts() {
+  local platforms_busybox platforms_debian
+  platforms_busybox=$(printf '%s\n' "${BUSYBOX_PLATFORMS[@]%%:*}" | jq -R . | jq -sc .)
+  platforms_debian=$(printf '%s\n' "${DEBIAN_PLATFORMS[@]%%:*}" | jq -R . | jq -sc .)
+  jq -n --arg registry "$REGISTRY" --arg registry_tls "$REGISTRY_TLS" --arg user "$REGISTRY_USER" \
+    --arg password_file "$STATE/registry/auth/password" --arg ca "$STATE/registry/tls/ca.crt" \
+    --arg sock "$DOCKER_SOCK" --arg buildx "$CACHE/buildx/docker-buildx" \
+    --arg buildx_sha256 "$(cut -d' ' -f1 "$CACHE/buildx/docker-buildx.sha256")" \
+    --arg buildx_deb_version "$(cat "$CACHE/buildx/deb-version")" \
+    --arg busybox "library/busybox:latest" --arg debian "library/debian:$DEBIAN_SUITE" \
+    --argjson busybox_platforms "$platforms_busybox" --argjson debian_platforms "$platforms_debian" \
+    --arg dockerd_log "$STATE/docker/dockerd.log" \
+    '{registry: $registry, registry_tls: {address: $registry_tls, username: $user, password_file: $password_file, ca_file: $ca},
+      docker_host: ("unix://" + $sock), dockerd_log: $dockerd_log,
+      buildx: {path: $buildx, sha256: $buildx_sha256, debian_version: $buildx_deb_version},
+      images: {busybox: {repository: $busybox, platforms: $busybox_platforms},
+               debian: {repository: $debian, platforms: $debian_platforms}}}' > "$STATE/testenv.json.new"
+  mv "$STATE/testenv.json.new" "$STATE/testenv.json"
+}
+
+# ---------------------------------------------------------------------------------------------------
+cmd_up() {
+  check_host
+  mkdir -p "$STATE" "$CACHE"
+  local t0=$SECONDS
+  install_packages
+  setup_binfmt
+  start_engine
+  setup_registries
+  setup_buildx
+  build_busybox
+  build_debian
+  write_facts
+  log "up in $((SECONDS - t0)) s: engine $DOCKER_SOCK, registries $REGISTRY and $REGISTRY_TLS (facts: $STATE/testenv.json)"
+}
+
+cmd_down() {
+  stop_pid "$STATE/registry/plain.pid" "registry plain"
+  stop_pid "$STATE/registry/tls.pid" "registry tls"
+  stop_pid "$STATE/docker/dockerd.pid" dockerd 60
+  # dockerd leaves its containerd behind only when it was killed; stop that one too.
+  pkill -f "containerd --config /var/run/docker/containerd/containerd.toml" 2>/dev/null || true
+}
+
+cmd_purge() {
+  cmd_down
+  log "removing $STATE"
+  rm -rf "$STATE" "/etc/docker/certs.d/$REGISTRY_TLS"
+}
+
+cmd_status() {
+  engine_answers && echo "engine: up ($DOCKER_SOCK)" || echo "engine: down"
+  registry_answers plain && echo "registry $REGISTRY: up" || echo "registry $REGISTRY: down"
+  registry_answers tls 2>/dev/null && echo "registry $REGISTRY_TLS: up" || echo "registry $REGISTRY_TLS: down"
+  [ -f "$STATE/testenv.json" ] && echo "facts: $STATE/testenv.json"
+  return 0
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  purge) cmd_purge ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|purge|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,107 @@
+"""The test environment itself: a real engine, real registries, real QEMU emulation.
+
+These are the facts every later integration test relies on, so they are proved first.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from .helpers import run
+
+# platform -> what `uname -m` prints inside a container of that platform (QEMU reports armv7l for arm/v6)
+UNAME = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l"}
+
+
+def _registry_json(registry: str, path: str, accept: str) -> dict:
+    resp = requests.get(f"http://{registry}/v2/{path}", headers={"Accept": accept}, timeout=10)
+    resp.raise_for_status()
+    return resp.json()
+
+
+@pytest.mark.parametrize("platform", ["linux/arm64", "linux/arm/v7", "linux/amd64"])
+def test_container_of_each_platform_runs_from_local_registry(testenv, platform):
+    image = f"{testenv['registry']}/{testenv['images']['busybox']['repository']}"
+    proc = run(["docker", "run", "--rm", "--pull", "always", "--platform", platform, image, "uname", "-m"])
+    assert proc.stdout.strip() == UNAME[platform]
+
+
+@pytest.mark.parametrize("image", ["busybox", "debian"])
+def test_base_images_are_indexes_whose_configs_carry_the_platform(testenv, image):
+    repo, tag = testenv["images"][image]["repository"].split(":")
+    accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+    index = _registry_json(testenv["registry"], f"{repo}/manifests/{tag}", accept)
+    assert index["mediaType"] in (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    )
+    listed = set()
+    for entry in index["manifests"]:
+        p = entry["platform"]
+        listed.add("/".join(filter(None, [p["os"], p["architecture"], p.get("variant")])))
+        manifest = _registry_json(testenv["registry"], f"{repo}/manifests/{entry['digest']}", entry["mediaType"])
+        config_digest = manifest["config"]["digest"]
+        config = requests.get(f"http://{testenv['registry']}/v2/{repo}/blobs/{config_digest}", timeout=10).json()
+        # The config blob itself, not only the index entry, must name the architecture and variant.
+        assert (config["os"], config["architecture"], config.get("variant")) == (
+            p["os"],
+            p["architecture"],
+            p.get("variant"),
+        ), f"{image} {entry['digest']}"
+    assert listed == set(testenv["images"][image]["platforms"])
+
+
+def test_unmodified_dockerfile_builds_offline_through_the_mirror_under_emulation(testenv):
+    """`FROM debian:bookworm` resolves through the engine's registry mirror; RUN executes under QEMU."""
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text("FROM debian:bookworm\nRUN uname -m > /arch && dpkg --print-architecture >> /arch\n")
+        tag = "fleet-testenv-probe:arm64"
+        run(["docker", "buildx", "build", "--builder", "default", "--platform", "linux/arm64", "--load", "-t", tag, ctx])
+        try:
+            out = run(["docker", "run", "--rm", "--platform", "linux/arm64", tag, "cat", "/arch"]).stdout.split()
+        finally:
+            run(["docker", "image", "rm", "-f", tag], check=False)
+    assert out == ["aarch64", "arm64"]
+
+
+def test_tls_registry_demands_credentials_and_accepts_them(testenv):
+    tls = testenv["registry_tls"]
+    password = Path(tls["password_file"]).read_text().strip()
+    url = f"https://{tls['address']}/v2/"
+    assert requests.get(url, verify=tls["ca_file"], timeout=10).status_code == 401
+    assert requests.get(url, verify=tls["ca_file"], auth=(tls["username"], "wrong"), timeout=10).status_code == 401
+    assert requests.get(url, verify=tls["ca_file"], auth=(tls["username"], password), timeout=10).status_code == 200
+
+
+def test_plain_registry_allows_deletes(testenv):
+    """Tests of later issues delete manifests, so the plain registry must have deletes enabled."""
+    repo = "fleet-testenv/delete-probe"
+    src = f"{testenv['registry']}/{testenv['images']['busybox']['repository']}"
+    run(["skopeo", "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
+         f"docker://{src}", f"docker://{testenv['registry']}/{repo}:probe"])
+    head = requests.head(
+        f"http://{testenv['registry']}/v2/{repo}/manifests/probe",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json"},
+        timeout=10,
+    )
+    digest = head.headers["Docker-Content-Digest"]
+    resp = requests.delete(f"http://{testenv['registry']}/v2/{repo}/manifests/{digest}", timeout=10)
+    assert resp.status_code == 202, resp.text
+    assert requests.head(f"http://{testenv['registry']}/v2/{repo}/manifests/{digest}", timeout=10).status_code == 404
+
+
+def test_buildx_plugin_is_cached_with_its_checksum(testenv):
+    import hashlib
+
+    data = Path(testenv["buildx"]["path"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == testenv["buildx"]["sha256"]
+    version = run(["docker", "buildx", "version"]).stdout
+    upstream = testenv["buildx"]["debian_version"].split("+")[0]
+    assert upstream in version, version
+    info = json.loads(run(["docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}"]).stdout)
+    assert f"http://{testenv['registry']}/" in info
