@@ -23,14 +23,12 @@ REGISTRY_TLS=127.0.0.1:5443
 REGISTRY_USER=fleet
 DOCKER_SOCK=/var/run/docker.sock
 BUILDX_PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
 # The recipes of the base images; a change here rebuilds them.
 BUSYBOX_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf linux/arm/v6:armel)
 DEBIAN_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf)
 DEBIAN_SUITE=bookworm
 PACKAGES=(docker.io containerd runc iptables qemu-user-static binfmt-support docker-registry skopeo
-  mmdebstrap apache2-utils openssl ca-certificates curl jq)
+  mmdebstrap apache2-utils openssl ca-certificates curl jq git shellcheck)
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -162,8 +160,7 @@ start_engine() {
   log "starting dockerd (log: $STATE/docker/dockerd.log)"
   setsid /usr/sbin/dockerd --config-file "$STATE/docker/daemon.json" --pidfile "$pidfile" \
     -H "unix://$DOCKER_SOCK" >>"$STATE/docker/dockerd.log" 2>&1 < /dev/null &
-  local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     engine_answers && break
     if ! kill -0 $! 2>/dev/null; then
       tail -15 "$STATE/docker/dockerd.log" >&2
@@ -175,13 +172,13 @@ start_engine() {
 }
 
 stop_pid() {
-  local pidfile=$1 name=$2 timeout=${3:-30} pid i
+  local pidfile=$1 name=$2 timeout=${3:-30} pid
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
     log "stopping $name (pid $pid)"
     kill "$pid"
-    for i in $(seq 1 "$timeout"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    for _ in $(seq 1 "$timeout"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     kill -0 "$pid" 2>/dev/null && { log "$name did not stop in ${timeout}s: killing it"; kill -9 "$pid"; }
   fi
   rm -f "$pidfile"
@@ -240,13 +237,13 @@ registry_answers() {
 }
 
 start_registry() {
-  local name=$1 pidfile="$STATE/registry/$1.pid" i
+  local name=$1 pidfile="$STATE/registry/$1.pid"
   if registry_answers "$name"; then return 0; fi
   [ -f "$pidfile" ] && stop_pid "$pidfile" "registry $name"
   log "starting the $name registry (log: $STATE/registry/$name.log)"
   setsid /usr/bin/docker-registry serve "$STATE/registry/$name.yml" >>"$STATE/registry/$name.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
-  for i in $(seq 1 30); do
+  for _ in $(seq 1 30); do
     registry_answers "$name" && return 0
     kill -0 "$(cat "$pidfile")" 2>/dev/null || break
     sleep 0.5
@@ -403,6 +400,8 @@ build_debian() {
       log "making a minimal Debian $DEBIAN_SUITE root for $arch with mmdebstrap"
       mkdir -p "$CACHE/rootfs"
       # minbase, without documentation; maintainer scripts of foreign architectures run through QEMU.
+      # The hook's "$1" is mmdebstrap's, so it stays in single quotes.
+      # shellcheck disable=SC2016
       mmdebstrap --quiet --format=tar --arch="$arch" --variant=minbase \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \

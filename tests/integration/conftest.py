@@ -27,6 +27,8 @@ def testenv() -> dict:
     env = json.loads(facts.read_text())
     ping = run(["docker", "version", "--format", "{{.Server.Version}}"], check=False, timeout=30)
     if ping.returncode != 0:
-        pytest.fail(f"the Docker engine does not answer: {ping.stderr.strip()}; run `scripts/testenv.sh up`", pytrace=False)
+        pytest.fail(
+            f"the Docker engine does not answer: {ping.stderr.strip()}; run `scripts/testenv.sh up`", pytrace=False
+        )
     env["engine_version"] = ping.stdout.strip()
     return env

@@ -13,7 +13,7 @@ VENV_BIN = Path(sys.executable).parent
 
 def run(argv: list[str], *, check: bool = True, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
     """Run a command with an argv list; on failure the assertion shows its output."""
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{argv!r} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc

@@ -5,6 +5,7 @@ These are the facts every later integration test relies on, so they are proved f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from .helpers import run
 
 # platform -> what `uname -m` prints inside a container of that platform (QEMU reports armv7l for arm/v6)
 UNAME = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l"}
+INDEX_TYPES = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 def _registry_json(registry: str, path: str, accept: str) -> dict:
@@ -34,8 +36,7 @@ def test_container_of_each_platform_runs_from_local_registry(testenv, platform):
 @pytest.mark.parametrize("image", ["busybox", "debian"])
 def test_base_images_are_indexes_whose_configs_carry_the_platform(testenv, image):
     repo, tag = testenv["images"][image]["repository"].split(":")
-    accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
-    index = _registry_json(testenv["registry"], f"{repo}/manifests/{tag}", accept)
+    index = _registry_json(testenv["registry"], f"{repo}/manifests/{tag}", INDEX_TYPES)
     assert index["mediaType"] in (
         "application/vnd.oci.image.index.v1+json",
         "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -59,9 +60,13 @@ def test_base_images_are_indexes_whose_configs_carry_the_platform(testenv, image
 def test_unmodified_dockerfile_builds_offline_through_the_mirror_under_emulation(testenv):
     """`FROM debian:bookworm` resolves through the engine's registry mirror; RUN executes under QEMU."""
     with tempfile.TemporaryDirectory() as ctx:
-        Path(ctx, "Dockerfile").write_text("FROM debian:bookworm\nRUN uname -m > /arch && dpkg --print-architecture >> /arch\n")
+        Path(ctx, "Dockerfile").write_text(
+            "FROM debian:bookworm\nRUN uname -m > /arch && dpkg --print-architecture >> /arch\n"
+        )
         tag = "fleet-testenv-probe:arm64"
-        run(["docker", "buildx", "build", "--builder", "default", "--platform", "linux/arm64", "--load", "-t", tag, ctx])
+        run(
+            ["docker", "buildx", "build", "--builder", "default", "--platform", "linux/arm64", "--load", "-t", tag, ctx]
+        )
         try:
             out = run(["docker", "run", "--rm", "--platform", "linux/arm64", tag, "cat", "/arch"]).stdout.split()
         finally:
@@ -82,11 +87,20 @@ def test_plain_registry_allows_deletes(testenv):
     """Tests of later issues delete manifests, so the plain registry must have deletes enabled."""
     repo = "fleet-testenv/delete-probe"
     src = f"{testenv['registry']}/{testenv['images']['busybox']['repository']}"
-    run(["skopeo", "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
-         f"docker://{src}", f"docker://{testenv['registry']}/{repo}:probe"])
+    run(
+        [
+            "skopeo",
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"docker://{src}",
+            f"docker://{testenv['registry']}/{repo}:probe",
+        ]
+    )
     head = requests.head(
         f"http://{testenv['registry']}/v2/{repo}/manifests/probe",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json"},
+        headers={"Accept": INDEX_TYPES},
         timeout=10,
     )
     digest = head.headers["Docker-Content-Digest"]
@@ -96,8 +110,6 @@ def test_plain_registry_allows_deletes(testenv):
 
 
 def test_buildx_plugin_is_cached_with_its_checksum(testenv):
-    import hashlib
-
     data = Path(testenv["buildx"]["path"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == testenv["buildx"]["sha256"]
     version = run(["docker", "buildx", "version"]).stdout
