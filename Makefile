@@ -77,8 +77,12 @@ build: venv ## build the collection tarball and install it into a scratch path t
 	@rm -rf .cache/build && mkdir -p .cache/build
 	$(BIN)/ansible-galaxy collection build --force --output-path .cache/build .
 	$(BIN)/ansible-galaxy collection install --force -p .cache/build/installed .cache/build/fleet-multiarch-*.tar.gz
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/build/installed $(BIN)/ansible-galaxy collection list fleet.multiarch \
-		-p $(CURDIR)/.cache/build/installed | grep -q 'fleet.multiarch'
+	@# From the installed tarball alone (not the venv's link), ansible-doc must document every module.
+	@mods=$$(find plugins/modules -name '*.py' ! -name '__init__.py' | wc -l); \
+	listed=$$(cd / && ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/build/installed ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=0 \
+		$(BIN)/ansible-doc -t module -l fleet.multiarch | grep -c '^fleet\.multiarch\.' || true); \
+	[ "$$mods" -eq "$$listed" ] || { echo "the installed tarball documents $$listed modules, plugins/modules has $$mods"; exit 1; }; \
+	echo "build: the tarball installs and documents $$listed modules"
 
 constraints: ## re-pin constraints.txt from a fresh resolution of the requirements files
 	rm -rf .cache/pin && python3 -m venv .cache/pin

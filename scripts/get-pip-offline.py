@@ -5,11 +5,10 @@ for (the pinned pip) from the configured package index. scripts/ansible-test-boo
 where ansible-test looks for its cached copy.
 """
 
+import ensurepip
 import glob
 import os
 import sys
-
-import ensurepip
 
 # get-pip.py's own options; pip does not know them.
 args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]

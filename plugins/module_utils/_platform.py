@@ -1,0 +1,312 @@
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Private to the fleet.multiarch collection: not a public API, may change without notice.
+
+"""The collection's single place for platform strings.
+
+Every spelling users and tools write for a platform (``aarch64``, ``arm64``, ``linux/arm64/v8``,
+``armhf``, ``armv7l``, ``x86_64``, ``ppc64el``, ...) is parsed into a :class:`Platform` (os,
+architecture, variant) whose :attr:`Platform.oci` string is the normalised OCI form
+(``linux/arm64``, ``linux/arm/v7``). From a Platform the other names follow: the kernel's
+``uname -m`` machine, Debian's dpkg architecture and QEMU's user-mode target.
+
+Normalisation follows containerd's ``platforms.Normalize``: ``arm64/v8`` is written ``arm64``,
+plain ``arm`` means ``arm/v7``, ``amd64/v1`` is ``amd64``, ``armhf`` is ``arm/v7`` and ``armel``
+is ``arm/v6``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+KNOWN_OS = ("linux", "windows", "darwin", "freebsd")
+
+
+@dataclass(frozen=True)
+class _Arch:
+    oci: str  # OCI / Go architecture name
+    variants: tuple  # allowed variants, the first one is the default ("" = none)
+    omit_variant: str  # the variant the normalised form leaves out ("" = none)
+    qemu: str  # QEMU user-mode target (qemu-<target>-static)
+    machines: dict  # variant -> kernel `uname -m` machine
+    dpkg: dict  # variant -> Debian architecture
+
+
+_ARCHES = (
+    _Arch("amd64", ("", "v1", "v2", "v3", "v4"), "v1", "x86_64", {"": "x86_64"}, {"": "amd64"}),
+    _Arch("386", ("",), "", "i386", {"": "i686"}, {"": "i386"}),
+    _Arch("arm64", ("v8",), "v8", "aarch64", {"v8": "aarch64"}, {"v8": "arm64"}),
+    _Arch(
+        "arm",
+        ("v7", "v6", "v5"),
+        "",
+        "arm",
+        {"v7": "armv7l", "v6": "armv6l", "v5": "armv5tel"},
+        {"v7": "armhf", "v6": "armel", "v5": "armel"},
+    ),
+    _Arch("riscv64", ("",), "", "riscv64", {"": "riscv64"}, {"": "riscv64"}),
+    _Arch("ppc64le", ("",), "", "ppc64le", {"": "ppc64le"}, {"": "ppc64el"}),
+    _Arch("s390x", ("",), "", "s390x", {"": "s390x"}, {"": "s390x"}),
+    _Arch("mips64le", ("",), "", "mips64el", {"": "mips64"}, {"": "mips64el"}),
+    _Arch("loong64", ("",), "", "loongarch64", {"": "loongarch64"}, {"": "loong64"}),
+)
+_BY_OCI = {a.oci: a for a in _ARCHES}
+
+# Every other name for an architecture -> (OCI architecture, implied variant or None).
+_ALIASES = {
+    "amd64": ("amd64", None),
+    "x86_64": ("amd64", None),
+    "x86-64": ("amd64", None),
+    "x64": ("amd64", None),
+    "386": ("386", None),
+    "i386": ("386", None),
+    "i486": ("386", None),
+    "i586": ("386", None),
+    "i686": ("386", None),
+    "x86": ("386", None),
+    "arm64": ("arm64", None),
+    "aarch64": ("arm64", None),
+    "arm": ("arm", None),
+    "armhf": ("arm", "v7"),
+    "armv7l": ("arm", "v7"),
+    "armv7hl": ("arm", "v7"),
+    "armv8l": ("arm", "v7"),  # 32-bit user space on an ARMv8 CPU
+    "armel": ("arm", "v6"),
+    "armv6l": ("arm", "v6"),
+    "armv6hl": ("arm", "v6"),
+    "armv5l": ("arm", "v5"),
+    "armv5tel": ("arm", "v5"),
+    "armv5tejl": ("arm", "v5"),
+    "riscv64": ("riscv64", None),
+    "ppc64le": ("ppc64le", None),
+    "ppc64el": ("ppc64le", None),
+    "powerpc64le": ("ppc64le", None),
+    "s390x": ("s390x", None),
+    "mips64le": ("mips64le", None),
+    "mips64el": ("mips64le", None),
+    "loong64": ("loong64", None),
+    "loongarch64": ("loong64", None),
+}
+
+# Spellings that look like an architecture but carry a version: say what to write instead.
+_WRONG_FORMS = {
+    "armv5": "linux/arm/v5",
+    "armv6": "linux/arm/v6",
+    "armv7": "linux/arm/v7",
+    "armv8": "linux/arm64",
+    "arm32v5": "linux/arm/v5",
+    "arm32v6": "linux/arm/v6",
+    "arm32v7": "linux/arm/v7",
+    "arm64v8": "linux/arm64",
+    "aarch32": "linux/arm/v7",
+}
+
+
+class PlatformError(ValueError):
+    """A platform string that cannot be parsed; the message says what to write instead."""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A normalised platform: always built by :func:`parse_platform` or :func:`platform_from_dict`."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+
+    @property
+    def oci(self) -> str:
+        """The normalised OCI string: ``linux/arm64``, ``linux/arm/v7``, ``linux/amd64/v3``."""
+        parts = [self.os, self.architecture] + ([self.variant] if self.variant else [])
+        return "/".join(parts)
+
+    def __str__(self) -> str:
+        return self.oci
+
+    @property
+    def _arch(self) -> _Arch:
+        return _BY_OCI[self.architecture]
+
+    @property
+    def effective_variant(self) -> str:
+        """The variant including the implied default (``v8`` for arm64, ``v7`` for arm)."""
+        arch = self._arch
+        if self.variant:
+            return self.variant
+        return arch.omit_variant if arch.omit_variant in arch.variants else arch.variants[0]
+
+    @property
+    def qemu_target(self) -> str:
+        """QEMU's user-mode target name: ``aarch64``, ``arm``, ``mips64el``, ``loongarch64``, ..."""
+        return self._arch.qemu
+
+    @property
+    def machine(self) -> str:
+        """The kernel's ``uname -m`` for this platform (``aarch64``, ``armv7l``, ``x86_64``)."""
+        machines = self._arch.machines
+        return machines.get(self.effective_variant, machines.get(self._arch.variants[0], ""))
+
+    @property
+    def dpkg_arch(self) -> str:
+        """Debian's architecture name (``arm64``, ``armhf``, ``ppc64el``, ``amd64``)."""
+        dpkg = self._arch.dpkg
+        return dpkg.get(self.effective_variant, dpkg.get(self._arch.variants[0], ""))
+
+    def to_dict(self) -> dict:
+        """The OCI image-index ``platform`` object (``variant`` only when set)."""
+        out = {"os": self.os, "architecture": self.architecture}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+
+def known_architectures() -> list:
+    """The OCI architecture names this collection knows, in a stable order."""
+    return [a.oci for a in _ARCHES]
+
+
+def known_platforms() -> list:
+    """Every normalised linux platform string this collection knows (used in error messages)."""
+    out = []
+    for arch in _ARCHES:
+        variants = [v for v in arch.variants if v != arch.omit_variant] or [""]
+        for variant in variants:
+            out.append(Platform("linux", arch.oci, variant).oci)
+    return out
+
+
+def known_spellings() -> list:
+    """Every accepted architecture spelling (OCI, kernel, Debian, QEMU names), sorted."""
+    return sorted(_ALIASES)
+
+
+def _normalise_variant(arch: _Arch, variant: str, spec: str) -> str:
+    if variant and not variant.startswith("v") and variant.isdigit():
+        variant = "v" + variant
+    if arch.oci == "arm64" and variant in ("v8.0",):
+        variant = "v8"
+    if variant not in arch.variants:
+        allowed = ", ".join(v for v in arch.variants if v) or "none"
+        hint = ""
+        if arch.oci == "arm64" and variant in ("v5", "v6", "v7"):
+            hint = f"; for 32-bit ARM write linux/arm/{variant}"
+        elif arch.oci == "arm" and variant == "v8":
+            hint = "; for 64-bit ARM write linux/arm64"
+        raise PlatformError(
+            f"invalid platform {spec!r}: architecture {arch.oci} has no variant {variant!r}"
+            f" (allowed variants: {allowed}){hint}"
+        )
+    if variant == arch.omit_variant:
+        return ""
+    return variant
+
+
+def _lookup_arch(name: str, spec: str):
+    if name in _WRONG_FORMS:
+        raise PlatformError(
+            f"invalid platform {spec!r}: {name!r} is not an architecture name; write {_WRONG_FORMS[name]!r}"
+        )
+    if name not in _ALIASES:
+        raise PlatformError(
+            f"unknown architecture {name!r} in {spec!r}; known platforms: {', '.join(known_platforms())}"
+            f" (also accepted: {', '.join(known_spellings())})"
+        )
+    return _ALIASES[name]
+
+
+def parse_platform(spec, default_os: str = "linux") -> Platform:
+    """Parse any spelling into a normalised :class:`Platform`; raise :class:`PlatformError` otherwise.
+
+    Accepted: ``arch``, ``arch/variant``, ``os/arch`` and ``os/arch/variant`` where arch is any
+    OCI, kernel (``uname -m``), Debian or QEMU name. Case and surrounding blanks are ignored.
+    """
+    if isinstance(spec, Platform):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise PlatformError(f"invalid platform {spec!r}: expected a string such as 'linux/arm64' or 'aarch64'")
+    text = spec.strip().lower()
+    parts = text.split("/")
+    if len(parts) > 3 or any(not p for p in parts):
+        raise PlatformError(f"invalid platform {spec!r}: expected os/architecture[/variant], e.g. 'linux/arm/v7'")
+    os_name = default_os
+    if parts[0] in KNOWN_OS:
+        os_name = parts.pop(0)
+        if not parts:
+            raise PlatformError(f"invalid platform {spec!r}: an architecture is missing, e.g. '{os_name}/arm64'")
+    elif len(parts) == 3:
+        raise PlatformError(f"unknown operating system {parts[0]!r} in {spec!r}; known: {', '.join(KNOWN_OS)}")
+    if len(parts) == 2 and parts[1] in _ALIASES and parts[0] not in _ALIASES and parts[0] not in _WRONG_FORMS:
+        raise PlatformError(f"unknown operating system {parts[0]!r} in {spec!r}; known: {', '.join(KNOWN_OS)}")
+    oci_arch, implied = _lookup_arch(parts[0], spec)
+    variant = parts[1] if len(parts) > 1 else ""
+    arch = _BY_OCI[oci_arch]
+    if implied is not None:
+        if variant and _normalise_variant(arch, variant, spec) != _normalise_variant(arch, implied, spec):
+            raise PlatformError(
+                f"invalid platform {spec!r}: {parts[0]!r} already means linux/{oci_arch}/{implied};"
+                f" write 'linux/{oci_arch}/{variant}' for {variant}"
+            )
+        variant = implied
+    if not variant:
+        variant = arch.variants[0]
+    return Platform(os_name, oci_arch, _normalise_variant(arch, variant, spec))
+
+
+def normalize_platform(spec, default_os: str = "linux") -> str:
+    """``parse_platform(spec).oci``: the normalised OCI string."""
+    return parse_platform(spec, default_os).oci
+
+
+def platform_from_dict(data: dict) -> Platform:
+    """A Platform from an OCI ``platform`` object (``os``, ``architecture``, optional ``variant``)."""
+    os_name = str(data.get("os") or "linux")
+    text = f"{os_name}/{data.get('architecture', '')}"
+    if data.get("variant"):
+        text += f"/{data['variant']}"
+    return parse_platform(text)
+
+
+def platform_from_qemu_target(target: str) -> Platform:
+    """The platform QEMU's ``qemu-<target>`` emulates (``arm`` -> linux/arm/v7)."""
+    for arch in _ARCHES:
+        if arch.qemu == target:
+            return parse_platform(arch.oci)
+    raise PlatformError(
+        f"unknown QEMU target {target!r}; known: {', '.join(a.qemu for a in _ARCHES)}",
+    )
+
+
+def platform_from_machine(machine: str, byteorder: str = sys.byteorder) -> Platform:
+    """The platform of a kernel ``uname -m`` machine; ``mips64`` needs the byte order to tell endianness."""
+    name = machine.strip().lower()
+    if name == "mips64":
+        if byteorder == "little":
+            return parse_platform("mips64le")
+        raise PlatformError("big-endian mips64 is not supported; known platforms: " + ", ".join(known_platforms()))
+    return parse_platform(name)
+
+
+def host_platform() -> Platform:
+    """The platform of the machine this code runs on (from ``os.uname()``)."""
+    return platform_from_machine(os.uname().machine)
+
+
+def native_platforms(host: Platform) -> list:
+    """Platforms the host runs without emulation: itself, plus linux/386 on linux/amd64.
+
+    32-bit ARM on arm64 is not counted: many arm64 CPUs (Apple M, Graviton 3) lack AArch32.
+    """
+    out = [Platform(host.os, host.architecture, "")]
+    if host.architecture == "amd64":
+        out.append(parse_platform("386"))
+    return out
+
+
+def emulated_platforms(target: str) -> list:
+    """The OCI platforms an emulator for a QEMU target makes runnable, like buildx lists them."""
+    if target == "arm":
+        return [parse_platform("linux/arm/v7"), parse_platform("linux/arm/v6")]
+    return [platform_from_qemu_target(target)]
