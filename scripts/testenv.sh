@@ -9,7 +9,8 @@
 # What "up" brings, on a Debian/Ubuntu x86_64 machine, as root, with or without systemd:
 #   - Debian's docker.io engine, started by this script with its own config and log file;
 #   - binfmt_misc mounted and QEMU user emulation registered (arm64, arm, riscv64, ppc64le, s390x ...);
-#   - a plain registry on 127.0.0.1:5000 (deletes enabled) and a TLS + htpasswd one on 127.0.0.1:5443;
+#   - a plain registry on 127.0.0.1:5000 (deletes enabled), a TLS + htpasswd one on 127.0.0.1:5443, and
+#     a TLS + Bearer-token one on 127.0.0.1:5444 whose token server (registry-token-server.py) is :5445;
 #   - the buildx CLI plugin from Debian's docker-buildx package, cached with its sha256;
 #   - local multi-arch base images (busybox, debian:bookworm) pushed to the plain registry, which the
 #     engine uses as its registry mirror, so that "FROM busybox" builds offline.
@@ -20,9 +21,15 @@ STATE=${FLEET_TESTENV_STATE:-/var/lib/fleet-multiarch-testenv}
 CACHE=${FLEET_TESTENV_CACHE:-/var/cache/fleet-multiarch-testenv}
 REGISTRY=127.0.0.1:5000
 REGISTRY_TLS=127.0.0.1:5443
+REGISTRY_TOKEN=127.0.0.1:5444
+TOKEN_SERVER=127.0.0.1:5445
+TOKEN_SERVICE=fleet-testenv-registry
+TOKEN_ISSUER=fleet-testenv-token-issuer
 REGISTRY_USER=fleet
 DOCKER_SOCK=/var/run/docker.sock
 BUILDX_PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV=${VENV:-$(dirname "$SCRIPTS")/.venv}
 # The recipes of the base images; a change here rebuilds them.
 BUSYBOX_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf linux/arm/v6:armel)
 DEBIAN_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf)
@@ -233,42 +240,74 @@ registry_answers() {
     plain) curl -fsS --max-time 3 "http://$REGISTRY/v2/" >/dev/null 2>&1 ;;
     # 401 is the right answer of a registry that wants credentials.
     tls) [ "$(curl -sS --max-time 3 -o /dev/null -w '%{http_code}' --cacert "$STATE/registry/tls/ca.crt" "https://$REGISTRY_TLS/v2/" 2>/dev/null)" = 401 ] ;;
+    token) curl -sS --max-time 3 -o /dev/null -D - --cacert "$STATE/registry/tls/ca.crt" "https://$REGISTRY_TOKEN/v2/" 2>/dev/null |
+      grep -qi '^www-authenticate: Bearer realm=' ;;
+    token-server) curl -fsS --max-time 3 -o /dev/null --cacert "$STATE/registry/tls/ca.crt" "https://$TOKEN_SERVER/token?service=probe" 2>/dev/null ;;
   esac
 }
 
-start_registry() {
-  local name=$1 pidfile="$STATE/registry/$1.pid"
+# start_service NAME -- COMMAND...: start a daemon in its own session with a pid file and a log, and
+# wait until `registry_answers NAME` says it serves.
+start_service() {
+  local name=$1 pidfile="$STATE/registry/$1.pid" log="$STATE/registry/$1.log"
+  shift 2
   if registry_answers "$name"; then return 0; fi
-  [ -f "$pidfile" ] && stop_pid "$pidfile" "registry $name"
-  log "starting the $name registry (log: $STATE/registry/$name.log)"
-  setsid /usr/bin/docker-registry serve "$STATE/registry/$name.yml" >>"$STATE/registry/$name.log" 2>&1 < /dev/null &
+  [ -f "$pidfile" ] && stop_pid "$pidfile" "$name"
+  log "starting $name (log: $log)"
+  setsid "$@" >>"$log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   for _ in $(seq 1 30); do
     registry_answers "$name" && return 0
     kill -0 "$(cat "$pidfile")" 2>/dev/null || break
     sleep 0.5
   done
-  tail -10 "$STATE/registry/$name.log" >&2
-  die "the $name registry did not start (log: $STATE/registry/$name.log)"
+  tail -10 "$log" >&2
+  die "$name did not start (log: $log)"
+}
+
+make_signing_key() {
+  local d="$STATE/registry/token"
+  [ -f "$d/signing.crt" ] && return 0
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=fleet.multiarch test token issuer" \
+    -keyout "$d/signing.key" -out "$d/signing.crt" 2>/dev/null
+  chmod 600 "$d/signing.key"
 }
 
 setup_registries() {
+  local tls="$STATE/registry/tls"
   make_tls
   make_htpasswd
+  make_signing_key
   write_registry_config plain "$REGISTRY" ""
   write_registry_config tls "$REGISTRY_TLS" "  tls:
-    certificate: $STATE/registry/tls/server.crt
-    key: $STATE/registry/tls/server.key
+    certificate: $tls/server.crt
+    key: $tls/server.key
 auth:
   htpasswd:
     realm: fleet-multiarch-testenv
     path: $STATE/registry/auth/htpasswd"
-  # The engine trusts the test CA for the TLS registry, as docs.docker.com/engine/security/certificates says.
-  mkdir -p "/etc/docker/certs.d/$REGISTRY_TLS"
-  cmp -s "$STATE/registry/tls/ca.crt" "/etc/docker/certs.d/$REGISTRY_TLS/ca.crt" ||
-    cp "$STATE/registry/tls/ca.crt" "/etc/docker/certs.d/$REGISTRY_TLS/ca.crt"
-  start_registry plain
-  start_registry tls
+  write_registry_config token "$REGISTRY_TOKEN" "  tls:
+    certificate: $tls/server.crt
+    key: $tls/server.key
+auth:
+  token:
+    realm: https://$TOKEN_SERVER/token
+    service: $TOKEN_SERVICE
+    issuer: $TOKEN_ISSUER
+    rootcertbundle: $STATE/registry/token/signing.crt"
+  # The engine trusts the test CA for the TLS registries, as docs.docker.com/engine/security/certificates says.
+  local r
+  for r in "$REGISTRY_TLS" "$REGISTRY_TOKEN"; do
+    mkdir -p "/etc/docker/certs.d/$r"
+    cmp -s "$tls/ca.crt" "/etc/docker/certs.d/$r/ca.crt" || cp "$tls/ca.crt" "/etc/docker/certs.d/$r/ca.crt"
+  done
+  start_service plain -- /usr/bin/docker-registry serve "$STATE/registry/plain.yml"
+  start_service tls -- /usr/bin/docker-registry serve "$STATE/registry/tls.yml"
+  start_service token-server -- "$VENV/bin/python" "$SCRIPTS/registry-token-server.py" "${TOKEN_SERVER%:*}" "${TOKEN_SERVER##*:}" \
+    "$tls/server.crt" "$tls/server.key" "$STATE/registry/token/signing.crt" "$STATE/registry/token/signing.key" \
+    "$TOKEN_ISSUER" "$REGISTRY_USER" "$STATE/registry/auth/password"
+  start_service token -- /usr/bin/docker-registry serve "$STATE/registry/token.yml"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -436,8 +475,11 @@ write_facts() {
     --arg buildx_deb_version "$(cat "$CACHE/buildx/deb-version")" \
     --arg busybox "library/busybox:latest" --arg debian "library/debian:$DEBIAN_SUITE" \
     --argjson busybox_platforms "$platforms_busybox" --argjson debian_platforms "$platforms_debian" \
-    --arg dockerd_log "$STATE/docker/dockerd.log" \
+    --arg dockerd_log "$STATE/docker/dockerd.log" --arg registry_token "$REGISTRY_TOKEN" \
+    --arg realm "https://$TOKEN_SERVER/token" --arg service "$TOKEN_SERVICE" \
     '{registry: $registry, registry_tls: {address: $registry_tls, username: $user, password_file: $password_file, ca_file: $ca},
+      registry_token: {address: $registry_token, username: $user, password_file: $password_file, ca_file: $ca,
+                       realm: $realm, service: $service},
       docker_host: ("unix://" + $sock), dockerd_log: $dockerd_log,
       buildx: {path: $buildx, sha256: $buildx_sha256, debian_version: $buildx_deb_version},
       images: {busybox: {repository: $busybox, platforms: $busybox_platforms},
@@ -449,6 +491,7 @@ write_facts() {
 cmd_up() {
   check_host
   mkdir -p "$STATE" "$CACHE"
+  [ -x "$VENV/bin/python" ] || "$SCRIPTS/venv.sh"
   local t0=$SECONDS
   install_packages
   setup_binfmt
@@ -462,8 +505,8 @@ cmd_up() {
 }
 
 cmd_down() {
-  stop_pid "$STATE/registry/plain.pid" "registry plain"
-  stop_pid "$STATE/registry/tls.pid" "registry tls"
+  local name
+  for name in plain tls token token-server; do stop_pid "$STATE/registry/$name.pid" "$name"; done
   stop_pid "$STATE/docker/dockerd.pid" dockerd 60
   # dockerd leaves its containerd behind only when it was killed; stop that one too.
   pkill -f "containerd --config /var/run/docker/containerd/containerd.toml" 2>/dev/null || true
@@ -472,13 +515,15 @@ cmd_down() {
 cmd_purge() {
   cmd_down
   log "removing $STATE"
-  rm -rf "$STATE" "/etc/docker/certs.d/$REGISTRY_TLS"
+  rm -rf "$STATE" "/etc/docker/certs.d/$REGISTRY_TLS" "/etc/docker/certs.d/$REGISTRY_TOKEN"
 }
 
 cmd_status() {
   engine_answers && echo "engine: up ($DOCKER_SOCK)" || echo "engine: down"
   registry_answers plain && echo "registry $REGISTRY: up" || echo "registry $REGISTRY: down"
-  registry_answers tls 2>/dev/null && echo "registry $REGISTRY_TLS: up" || echo "registry $REGISTRY_TLS: down"
+  registry_answers tls && echo "registry $REGISTRY_TLS: up" || echo "registry $REGISTRY_TLS: down"
+  registry_answers token && echo "registry $REGISTRY_TOKEN: up" || echo "registry $REGISTRY_TOKEN: down"
+  registry_answers token-server && echo "token server $TOKEN_SERVER: up" || echo "token server $TOKEN_SERVER: down"
   [ -f "$STATE/testenv.json" ] && echo "facts: $STATE/testenv.json"
   return 0
 }

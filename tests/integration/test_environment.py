@@ -117,3 +117,27 @@ def test_buildx_plugin_is_cached_with_its_checksum(testenv):
     assert upstream in version, version
     info = json.loads(run(["docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}"]).stdout)
     assert f"http://{testenv['registry']}/" in info
+
+
+def test_token_registry_runs_the_bearer_challenge_flow(testenv):
+    """401 with a Bearer challenge, a token from the realm for good credentials only, then access."""
+    reg = testenv["registry_token"]
+    password = Path(reg["password_file"]).read_text().strip()
+    ca = reg["ca_file"]
+    url = f"https://{reg['address']}/v2/_catalog"
+    challenge = requests.get(url, verify=ca, timeout=10)
+    assert challenge.status_code == 401
+    www = challenge.headers["WWW-Authenticate"]
+    assert www.startswith("Bearer ") and f'realm="{reg["realm"]}"' in www and f'service="{reg["service"]}"' in www
+
+    params = {"service": reg["service"], "scope": "registry:catalog:*"}
+    assert (
+        requests.get(reg["realm"], params=params, auth=(reg["username"], "wrong"), verify=ca, timeout=10).status_code
+        == 401
+    )
+    anonymous = requests.get(reg["realm"], params=params, verify=ca, timeout=10).json()["token"]
+    assert requests.get(url, headers={"Authorization": f"Bearer {anonymous}"}, verify=ca, timeout=10).status_code == 401
+    token = requests.get(reg["realm"], params=params, auth=(reg["username"], password), verify=ca, timeout=10).json()
+    ok = requests.get(url, headers={"Authorization": f"Bearer {token['token']}"}, verify=ca, timeout=10)
+    assert ok.status_code == 200, ok.text
+    assert "repositories" in ok.json()
