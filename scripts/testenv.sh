@@ -7,7 +7,8 @@
 #   scripts/testenv.sh status   say what runs
 #
 # What "up" brings, on a Debian/Ubuntu x86_64 machine, as root, with or without systemd:
-#   - Debian's docker.io engine, started by this script with its own config and log file;
+#   - Debian's docker.io engine, started by this script with its own config and log file, and a second
+#     engine (trixie's docker.io 26, containerd image store) on its own socket;
 #   - binfmt_misc mounted and QEMU user emulation registered (arm64, arm, riscv64, ppc64le, s390x ...);
 #   - a plain registry on 127.0.0.1:5000 (deletes enabled), a TLS + htpasswd one on 127.0.0.1:5443, and
 #     a TLS + Bearer-token one on 127.0.0.1:5444 whose token server (registry-token-server.py) is :5445;
@@ -27,6 +28,12 @@ TOKEN_SERVICE=fleet-testenv-registry
 TOKEN_ISSUER=fleet-testenv-token-issuer
 REGISTRY_USER=fleet
 DOCKER_SOCK=/var/run/docker.sock
+# A second engine beside the first: Debian trixie's docker.io 26 with the containerd image store, which
+# the docker driver needs for multi-platform builds and indexes. Its own socket, roots and bridge; it
+# leaves iptables to the first engine.
+ENGINE2_SOCK=/var/run/fleet-docker2.sock
+ENGINE2_BRIDGE=fleet-dkr2
+ENGINE2_BRIDGE_CIDR=172.30.0.1/24
 BUILDX_PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=${VENV:-$(dirname "$SCRIPTS")/.venv}
@@ -99,6 +106,16 @@ private_apt() {
     -o Dir::State::Lists="$d/lists" -o Dir::Cache::Archives="$d/archives" \
     -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o Acquire::Languages=none \
     -o APT::Sandbox::User=root "$@"
+}
+
+# Package lists of Debian trixie (13), kept apart from the system's, from the mirror the machine uses.
+ensure_trixie_lists() {
+  local d="$CACHE/apt/trixie" mirror
+  [ -n "$(find "$d/lists" -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ] && return 0
+  mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot fetch packages from trixie"
+  mkdir -p "$d"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$d/sources.list"
+  private_apt trixie -o APT::Architectures::=amd64 update >/dev/null || die "apt-get update of the trixie lists failed"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -189,6 +206,68 @@ stop_pid() {
     kill -0 "$pid" 2>/dev/null && { log "$name did not stop in ${timeout}s: killing it"; kill -9 "$pid"; }
   fi
   rm -f "$pidfile"
+}
+
+engine2_answers() { curl -fsS --max-time 3 --unix-socket "$ENGINE2_SOCK" http://localhost/_ping >/dev/null 2>&1; }
+
+# Binaries of Debian trixie's docker.io 26 and containerd 1.7, fetched with the private apt
+# configuration; the system runc stays (trixie's needs a newer libc than Debian 12 has).
+fetch_engine2() {
+  local d="$CACHE/engine2" x deb
+  [ -x "$d/bin/dockerd" ] && [ -x "$d/bin/containerd" ] && return 0
+  log "fetching docker.io and containerd from Debian trixie for the second engine"
+  ensure_trixie_lists
+  rm -rf "$d"; mkdir -p "$d/debs" "$d/bin"
+  (cd "$d/debs" && private_apt trixie -o APT::Architectures::=amd64 download docker.io containerd tini >/dev/null)
+  x="$d/x"
+  for deb in "$d"/debs/*.deb; do dpkg-deb -x "$deb" "$x"; done
+  install -m 0755 "$x/usr/sbin/dockerd" "$x/usr/sbin/docker-proxy" "$x/usr/bin/containerd" \
+    "$x/usr/bin/containerd-shim-runc-v2" "$d/bin/"
+  install -m 0755 "$x/usr/bin/tini-static" "$d/bin/docker-init"
+  rm -rf "$x"
+}
+
+start_engine2() {
+  local d="$STATE/docker2" pidfile="$STATE/docker2/dockerd.pid" changed=0
+  fetch_engine2
+  mkdir -p "$d"
+  cat > "$d/daemon.json.new" <<EOF
+{
+  "registry-mirrors": ["http://$REGISTRY"],
+  "insecure-registries": ["$REGISTRY"],
+  "features": {"containerd-snapshotter": true},
+  "storage-driver": "overlayfs",
+  "bridge": "$ENGINE2_BRIDGE",
+  "iptables": false,
+  "ip6tables": false,
+  "ip-masq": false,
+  "log-driver": "json-file",
+  "log-opts": {"max-size": "10m", "max-file": "3"}
+}
+EOF
+  cmp -s "$d/daemon.json.new" "$d/daemon.json" || changed=1
+  mv "$d/daemon.json.new" "$d/daemon.json"
+  if engine2_answers; then
+    [ "$changed" -eq 0 ] && return 0
+    log "second engine configuration changed: restarting it"
+    stop_pid "$pidfile" "dockerd (second engine)" 60
+  fi
+  if ! ip link show "$ENGINE2_BRIDGE" >/dev/null 2>&1; then
+    ip link add "$ENGINE2_BRIDGE" type bridge
+    ip addr add "$ENGINE2_BRIDGE_CIDR" dev "$ENGINE2_BRIDGE"
+  fi
+  ip link set "$ENGINE2_BRIDGE" up
+  log "starting the second engine, docker 26 with the containerd image store (log: $d/dockerd.log)"
+  PATH="$CACHE/engine2/bin:$PATH" setsid "$CACHE/engine2/bin/dockerd" --config-file "$d/daemon.json" \
+    --data-root "$d/data" --exec-root /var/run/fleet-docker2 --pidfile "$pidfile" \
+    -H "unix://$ENGINE2_SOCK" >>"$d/dockerd.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    engine2_answers && return 0
+    kill -0 $! 2>/dev/null || break
+    sleep 1
+  done
+  tail -15 "$d/dockerd.log" >&2
+  die "the second engine did not answer on $ENGINE2_SOCK (log: $d/dockerd.log)"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -319,15 +398,11 @@ setup_buildx() {
   if [ ! -x "$bin" ] || ! (cd "$d" && sha256sum --quiet -c docker-buildx.sha256 2>/dev/null); then
     log "fetching docker-buildx from Debian's archive"
     rm -rf "$d"; mkdir -p "$d"
-    local mirror
     if apt-cache show docker-buildx >/dev/null 2>&1; then
       (cd "$d" && apt-get -q -o APT::Sandbox::User=root download docker-buildx >/dev/null)
     else
       # Not in this release (Debian 12 has none): take it from trixie, on the mirror the machine uses.
-      mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot fetch docker-buildx"
-      mkdir -p "$CACHE/apt/trixie"
-      echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$CACHE/apt/trixie/sources.list"
-      private_apt trixie -o APT::Architectures::=amd64 update >/dev/null
+      ensure_trixie_lists
       (cd "$d" && private_apt trixie -o APT::Architectures::=amd64 download docker-buildx >/dev/null)
     fi
     local deb
@@ -475,12 +550,15 @@ write_facts() {
     --arg buildx_deb_version "$(cat "$CACHE/buildx/deb-version")" \
     --arg busybox "library/busybox:latest" --arg debian "library/debian:$DEBIAN_SUITE" \
     --argjson busybox_platforms "$platforms_busybox" --argjson debian_platforms "$platforms_debian" \
-    --arg dockerd_log "$STATE/docker/dockerd.log" --arg registry_token "$REGISTRY_TOKEN" \
+    --arg dockerd_log "$STATE/docker/dockerd.log" --arg sock2 "$ENGINE2_SOCK" --arg dockerd2_log "$STATE/docker2/dockerd.log" \
+    --arg registry_token "$REGISTRY_TOKEN" \
     --arg realm "https://$TOKEN_SERVER/token" --arg service "$TOKEN_SERVICE" \
     '{registry: $registry, registry_tls: {address: $registry_tls, username: $user, password_file: $password_file, ca_file: $ca},
       registry_token: {address: $registry_token, username: $user, password_file: $password_file, ca_file: $ca,
                        realm: $realm, service: $service},
       docker_host: ("unix://" + $sock), dockerd_log: $dockerd_log,
+      engines: {classic: {docker_host: ("unix://" + $sock), image_store: "classic", log: $dockerd_log},
+                containerd: {docker_host: ("unix://" + $sock2), image_store: "containerd", log: $dockerd2_log}},
       buildx: {path: $buildx, sha256: $buildx_sha256, debian_version: $buildx_deb_version},
       images: {busybox: {repository: $busybox, platforms: $busybox_platforms},
                debian: {repository: $debian, platforms: $debian_platforms}}}' > "$STATE/testenv.json.new"
@@ -497,6 +575,7 @@ cmd_up() {
   setup_binfmt
   start_engine
   setup_registries
+  start_engine2
   setup_buildx
   build_busybox
   build_debian
@@ -508,18 +587,22 @@ cmd_down() {
   local name
   for name in plain tls token token-server; do stop_pid "$STATE/registry/$name.pid" "$name"; done
   stop_pid "$STATE/docker/dockerd.pid" dockerd 60
+  stop_pid "$STATE/docker2/dockerd.pid" "dockerd (second engine)" 60
   # dockerd leaves its containerd behind only when it was killed; stop that one too.
   pkill -f "containerd --config /var/run/docker/containerd/containerd.toml" 2>/dev/null || true
+  pkill -f "containerd --config /var/run/fleet-docker2/containerd/containerd.toml" 2>/dev/null || true
 }
 
 cmd_purge() {
   cmd_down
   log "removing $STATE"
+  ip link del "$ENGINE2_BRIDGE" 2>/dev/null || true
   rm -rf "$STATE" "/etc/docker/certs.d/$REGISTRY_TLS" "/etc/docker/certs.d/$REGISTRY_TOKEN"
 }
 
 cmd_status() {
   engine_answers && echo "engine: up ($DOCKER_SOCK)" || echo "engine: down"
+  engine2_answers && echo "second engine: up ($ENGINE2_SOCK)" || echo "second engine: down"
   registry_answers plain && echo "registry $REGISTRY: up" || echo "registry $REGISTRY: down"
   registry_answers tls && echo "registry $REGISTRY_TLS: up" || echo "registry $REGISTRY_TLS: down"
   registry_answers token && echo "registry $REGISTRY_TOKEN: up" || echo "registry $REGISTRY_TOKEN: down"

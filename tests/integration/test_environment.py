@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -141,3 +142,45 @@ def test_token_registry_runs_the_bearer_challenge_flow(testenv):
     ok = requests.get(url, headers={"Authorization": f"Bearer {token['token']}"}, verify=ca, timeout=10)
     assert ok.status_code == 200, ok.text
     assert "repositories" in ok.json()
+
+
+def test_second_engine_uses_the_containerd_store_and_builds_an_index(testenv):
+    """Engine 26 with the containerd image store: the docker driver builds several platforms at once."""
+    engine = testenv["engines"]["containerd"]
+    env = {**os.environ, "DOCKER_HOST": engine["docker_host"]}
+    info = json.loads(run(["docker", "info", "--format", "{{json .}}"], env=env).stdout)
+    assert info["ServerVersion"].startswith("26.")
+    assert dict(info["DriverStatus"]).get("driver-type") == "io.containerd.snapshotter.v1"
+    assert (
+        run(["docker", "run", "--rm", "--platform", "linux/arm/v7", "busybox", "uname", "-m"], env=env).stdout.strip()
+        == "armv7l"
+    )
+
+    ref = f"{testenv['registry']}/fleet-testenv/engine2-probe:multi"
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text("FROM busybox\nRUN uname -m > /arch\n")
+        run(
+            [
+                "docker",
+                "buildx",
+                "build",
+                "--builder",
+                "default",
+                "--provenance=false",
+                "--sbom=false",
+                "--platform",
+                "linux/amd64,linux/arm64,linux/arm/v7",
+                "-t",
+                ref,
+                "--push",
+                ctx,
+            ],
+            env=env,
+        )
+    repo, tag = ref.split("/", 1)[1].split(":")
+    index = _registry_json(testenv["registry"], f"{repo}/manifests/{tag}", INDEX_TYPES)
+    platforms = {
+        "/".join(filter(None, [m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")]))
+        for m in index["manifests"]
+    }
+    assert platforms == {"linux/amd64", "linux/arm64", "linux/arm/v7"}
