@@ -299,7 +299,7 @@ def native_platforms(host: Platform) -> list:
 
     32-bit ARM on arm64 is not counted: many arm64 CPUs (Apple M, Graviton 3) lack AArch32.
     """
-    out = [Platform(host.os, host.architecture, "")]
+    out = [Platform(host.os, host.architecture, "" if host.architecture == "amd64" else host.variant)]
     if host.architecture == "amd64":
         out.append(parse_platform("386"))
     return out
@@ -310,3 +310,24 @@ def emulated_platforms(target: str) -> list:
     if target == "arm":
         return [parse_platform("linux/arm/v7"), parse_platform("linux/arm/v6")]
     return [platform_from_qemu_target(target)]
+
+
+def compatible_platforms(host) -> list:
+    """Platforms a host of ``host`` pulls, most preferred first (added for manifest_info and manifest).
+
+    The same rules as containerd's platform matcher for one architecture: the exact platform first,
+    then lower variants of the same architecture (an arm/v7 host runs arm/v6 and arm/v5 images,
+    amd64/v3 runs v2 and v1). ``arm64`` and ``arm64/v8`` are one platform. No other architecture
+    is added: many arm64 CPUs cannot run 32-bit ARM code.
+    """
+    host = parse_platform(host)
+    out = [host]
+    arch = _BY_OCI[host.architecture]
+    levels = sorted((v for v in arch.variants if v), key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
+    current = host.effective_variant
+    if current in levels:
+        for variant in reversed(levels[: levels.index(current)]):
+            candidate = Platform(host.os, host.architecture, "" if variant == arch.omit_variant else variant)
+            if candidate not in out:
+                out.append(candidate)
+    return out

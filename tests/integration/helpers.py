@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
@@ -22,32 +23,44 @@ def run(argv: list[str], *, check: bool = True, timeout: int = 900, **kwargs) ->
 def ansible_env() -> dict:
     env = dict(os.environ)
     env.update(
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_PYTHON_INTERPRETER=str(VENV_BIN / "python"),
         ANSIBLE_LOCALHOST_WARNING="0",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
         ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).parent / "callback_plugins"),
+        ANSIBLE_CALLBACKS_ENABLED="fleet_result",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
     )
     return env
 
 
-def run_module(module: str, args: dict, *, check_mode: bool = False, diff: bool = False) -> dict:
+def run_module(
+    module: str, args: dict, *, check_mode: bool = False, diff: bool = False, env: dict | None = None
+) -> dict:
     """Run one module on localhost through ansible itself and return its result (dict).
 
-    ``failed`` results are returned, not raised, so tests can assert on error messages.
+    The result is recorded whole by the test callback ``callback_plugins/fleet_result.py`` (with
+    ``diff``, which stdout callbacks drop), so argument parsing, check mode and diff go through
+    Ansible as in a user's play. ``failed`` results are returned, not raised, so tests can assert
+    on error messages.
     """
-    argv = [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-m", module, "-a", json.dumps(args)]
-    if check_mode:
-        argv.append("--check")
-    if diff:
-        argv.append("--diff")
-    proc = run(argv, check=False, env=ansible_env())
-    try:
-        out = json.loads(proc.stdout)
-        return out["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    except (ValueError, KeyError, IndexError) as exc:
-        raise AssertionError(f"no module result from {argv!r}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}") from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "results.jsonl")
+        argv = [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-m", module]
+        if args:
+            argv += ["-a", json.dumps(args)]
+        if check_mode:
+            argv.append("--check")
+        if diff:
+            argv.append("--diff")
+        proc = run(argv, check=False, env={**ansible_env(), **(env or {}), "FLEET_TEST_RESULT_FILE": str(out)})
+        try:
+            return json.loads(out.read_text().splitlines()[-1])
+        except (OSError, ValueError, IndexError) as exc:
+            raise AssertionError(
+                f"no module result from {argv!r}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            ) from exc
 
 
 def run_playbook(playbook: Path, extra_vars: dict | None = None, *, check: bool = True) -> subprocess.CompletedProcess:
@@ -55,6 +68,4 @@ def run_playbook(playbook: Path, extra_vars: dict | None = None, *, check: bool 
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
-    env = ansible_env()
-    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.default"
-    return run(argv, check=check, env=env)
+    return run(argv, check=check, env=ansible_env())
