@@ -9,7 +9,8 @@
 # What "up" brings, on a Debian/Ubuntu x86_64 machine, as root, with or without systemd:
 #   - Debian's docker.io engine, started by this script with its own config and log file, and a second
 #     engine (trixie's docker.io 26, containerd image store) on its own socket;
-#   - binfmt_misc mounted and QEMU user emulation registered (arm64, arm, riscv64, ppc64le, s390x ...);
+#   - binfmt_misc mounted and QEMU user emulation registered by the collection's own binfmt module
+#     (arm64, arm/v7 and v6, riscv64, ppc64le, s390x), each proved by running a foreign binary;
 #   - a plain registry on 127.0.0.1:5000 (deletes enabled), a TLS + htpasswd one on 127.0.0.1:5443, and
 #     a TLS + Bearer-token one on 127.0.0.1:5444 whose token server (registry-token-server.py) is :5445;
 #   - the buildx CLI plugin from Debian's docker-buildx package, cached with its sha256;
@@ -41,7 +42,9 @@ VENV=${VENV:-$(dirname "$SCRIPTS")/.venv}
 BUSYBOX_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf linux/arm/v6:armel)
 DEBIAN_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf)
 DEBIAN_SUITE=bookworm
-PACKAGES=(docker.io containerd runc iptables qemu-user-static binfmt-support docker-registry skopeo
+# What the environment emulates (any spelling fleet.multiarch.binfmt accepts), as a JSON list body.
+EMULATED_PLATFORMS='"linux/arm64", "linux/arm/v7", "linux/riscv64", "linux/ppc64le", "linux/s390x"'
+PACKAGES=(docker.io containerd runc iptables qemu-user-static docker-registry skopeo
   mmdebstrap apache2-utils openssl ca-certificates curl jq git shellcheck)
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
@@ -121,24 +124,18 @@ ensure_trixie_lists() {
 # ---------------------------------------------------------------------------------------------------
 # binfmt_misc and QEMU
 # ---------------------------------------------------------------------------------------------------
+# The collection's own fleet.multiarch.binfmt module: it mounts binfmt_misc, registers Debian's static
+# QEMU emulators with the F flag (so emulation works inside containers), replaces differing entries
+# and proves each platform by running a tiny foreign ELF. Not persisted: this script runs every time.
 setup_binfmt() {
-  if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
-    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
-      die "cannot mount binfmt_misc: the kernel lacks CONFIG_BINFMT_MISC or this container may not mount it"
+  local out
+  if ! out=$(ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 ANSIBLE_NOCOLOR=1 \
+    "$VENV/bin/ansible" localhost -c local -o -e "ansible_python_interpreter=$VENV/bin/python" \
+    -m fleet.multiarch.binfmt -a "{\"platforms\": [$EMULATED_PLATFORMS], \"flags\": \"F\", \"persist\": false}" 2>&1); then
+    printf '%s\n' "$out" >&2
+    die "fleet.multiarch.binfmt could not register the QEMU emulators"
   fi
-  local a missing=()
-  for a in aarch64 arm riscv64 ppc64le s390x; do
-    [ -e "/proc/sys/fs/binfmt_misc/qemu-$a" ] || missing+=("$a")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "registering QEMU emulators: ${missing[*]}"
-    for a in "${missing[@]}"; do update-binfmts --enable "qemu-$a" >/dev/null; done
-  fi
-  for a in aarch64 arm riscv64 ppc64le s390x; do
-    grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$a" || die "binfmt entry qemu-$a is not enabled"
-    grep -q '^flags: .*F' "/proc/sys/fs/binfmt_misc/qemu-$a" ||
-      die "binfmt entry qemu-$a lacks the F flag, so emulation would not work inside containers"
-  done
+  case $out in *CHANGED*) log "QEMU emulators registered with fleet.multiarch.binfmt" ;; esac
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -580,7 +577,7 @@ cmd_up() {
   build_busybox
   build_debian
   write_facts
-  log "up in $((SECONDS - t0)) s: engine $DOCKER_SOCK, registries $REGISTRY and $REGISTRY_TLS (facts: $STATE/testenv.json)"
+  log "up in $((SECONDS - t0)) s: engines $DOCKER_SOCK and $ENGINE2_SOCK, registries $REGISTRY, $REGISTRY_TLS (basic auth), $REGISTRY_TOKEN (token); facts in $STATE/testenv.json"
 }
 
 cmd_down() {
