@@ -112,7 +112,7 @@ def make_handler(issuer: TokenIssuer):
             if not value.lower().startswith("basic "):
                 return None, None
             try:
-                user, _, password = base64.b64decode(value[6:]).decode().partition(":")
+                user, password = base64.b64decode(value[6:]).decode().split(":", 1)
             except ValueError:
                 return "", None
             return user, password

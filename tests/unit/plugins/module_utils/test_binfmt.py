@@ -312,7 +312,7 @@ def test_plan_replaces_conflicting_entries_under_other_names_after_registering()
 def test_plan_leaves_disabled_conflicts_and_other_formats_alone():
     current = debian_current()
     current["qemu-ppc64le"]["enabled"] = False
-    actions, _ = bf.plan_present([want("ppc64le", prefix="fleet-")], current)
+    actions = bf.plan_present([want("ppc64le", prefix="fleet-")], current)[0]
     assert [a["name"] for a in actions] == ["fleet-ppc64le"]
 
 
