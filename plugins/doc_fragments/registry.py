@@ -1,0 +1,58 @@
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    """Registry authentication and TLS options, shared by every module that talks to a registry."""
+
+    DOCUMENTATION = r"""
+options:
+  username:
+    description:
+      - User name for the registry of O(name), for HTTP Basic authentication or the Bearer token server.
+      - When O(username) and O(password) are not given, credentials come from the Docker config
+        (C(auths.<registry>) with C(auth), C(username) and C(password), or C(identitytoken)), else the registry is used
+        anonymously. Credential helpers (C(credsStore), C(credHelpers)) are not run.
+      - Registries other than the one of O(name) (for example those of source images) always take their
+        credentials from the Docker config.
+    type: str
+  password:
+    description:
+      - Password or access token for O(username). Give both or neither.
+    type: str
+  docker_config:
+    description:
+      - The Docker client configuration (C(config.json)) or its directory.
+      - Defaults to C($DOCKER_CONFIG/config.json), else C(~/.docker/config.json) of the user the module runs as.
+    type: path
+  validate_certs:
+    description:
+      - Verify the registry's TLS certificate. Turn off only for a registry you trust on a network you trust.
+    type: bool
+    default: true
+  ca_cert:
+    description:
+      - A PEM file with the CA certificate(s) that signed the registry's (and its token server's) certificate.
+    type: path
+  insecure_registries:
+    description:
+      - Registry hosts (C(host:port)) that may be reached over plain HTTP when they do not speak TLS.
+      - As with Docker, C(localhost), C(127.0.0.0/8) and C(::1) are always allowed. HTTPS is tried first and plain
+        HTTP is used only when the registry does not answer TLS.
+    type: list
+    elements: str
+    default: []
+  timeout:
+    description:
+      - Seconds to wait for the registry to connect and for each answer. Connection errors and HTTP 5xx are
+        retried three times with a doubling backoff (0.5, 1, 2 seconds).
+    type: int
+    default: 30
+notes:
+  - Talks to registries directly over the OCI distribution API and the Docker Registry HTTP API v2; neither Docker
+    nor any other CLI is needed on the host that runs the module.
+requirements:
+  - requests
+"""

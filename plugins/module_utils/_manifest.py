@@ -1,0 +1,413 @@
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Private to the fleet.multiarch collection: not a public API, may change without notice.
+
+"""Image indexes (manifest lists) as data: flatten sources, check platforms, build, compare, match.
+
+Everything here is pure except :func:`describe_source` and :func:`describe`, which read through a
+registry client passed in (:class:`~._registry.RegistryClient`) and do no HTTP of their own.
+Platform strings are parsed by ``_platform`` only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
+    Platform,
+    PlatformError,
+    compatible_platforms,
+    parse_platform,
+    platform_from_dict,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    IMAGE_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Fetched,
+    Reference,
+    RegistryError,
+    parse_reference,
+)
+
+ATTESTATION_TYPE_ANNOTATION = "vnd.docker.reference.type"
+ATTESTATION_TYPE = "attestation-manifest"
+ATTESTATION_SUBJECT_ANNOTATION = "vnd.docker.reference.digest"
+MEDIA_TYPE_CHOICES = {"oci": OCI_INDEX, "docker": DOCKER_LIST}
+# The platform keys of an OCI descriptor, in the order Docker and BuildKit write them.
+_PLATFORM_KEYS = ("architecture", "os", "os.version", "os.features", "variant", "features")
+
+
+class ManifestError(ValueError):
+    """Input or content that cannot make a valid index; the message says what to change."""
+
+
+@dataclass
+class Entry:
+    """One descriptor of an index: a per-platform image manifest, or an attestation manifest."""
+
+    media_type: str
+    digest: str
+    size: int
+    platform: dict  # the OCI platform object as it will be written
+    annotations: dict = field(default_factory=dict)
+    source: str = ""  # the reference it came from (for messages)
+    source_repository: str = ""  # registry/repository that holds the manifest
+    attestation: bool = False
+    body: bytes = field(default=b"", repr=False)  # the manifest bytes when already read (saves a GET)
+
+    @property
+    def platform_obj(self) -> Platform | None:
+        if self.attestation:
+            return None
+        return platform_from_dict(self.platform)
+
+    @property
+    def platform_key(self) -> tuple:
+        """What makes two entries 'the same platform': the normalised platform and os.version."""
+        obj = self.platform_obj
+        return (obj.oci if obj else "unknown/unknown", self.platform.get("os.version", ""))
+
+    @property
+    def platform_str(self) -> str:
+        obj = self.platform_obj
+        if obj is None:
+            return "unknown/unknown"
+        out = obj.oci
+        if self.platform.get("os.version"):
+            out += f" ({self.platform['os.version']})"
+        return out
+
+    def descriptor(self, docker: bool = False) -> dict:
+        out = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.platform:
+            out["platform"] = ordered_platform(self.platform)
+        if self.annotations and not docker:
+            out["annotations"] = dict(sorted(self.annotations.items()))
+        return out
+
+    def summary(self) -> dict:
+        out = {
+            "platform": self.platform_str if not self.attestation else "unknown/unknown",
+            "digest": self.digest,
+            "size": self.size,
+            "media_type": self.media_type,
+            "attestation": self.attestation,
+        }
+        if self.platform.get("os.version"):
+            out["os_version"] = self.platform["os.version"]
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+
+def ordered_platform(platform: dict) -> dict:
+    out = {k: platform[k] for k in _PLATFORM_KEYS if platform.get(k)}
+    for key in sorted(platform):
+        if key not in out and platform[key]:
+            out[key] = platform[key]
+    return out
+
+
+def is_attestation(descriptor: dict) -> bool:
+    """BuildKit's attestation manifests: annotated as such, or with platform ``unknown/unknown``."""
+    annotations = descriptor.get("annotations") or {}
+    if annotations.get(ATTESTATION_TYPE_ANNOTATION) == ATTESTATION_TYPE:
+        return True
+    platform = descriptor.get("platform") or {}
+    return platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
+
+
+def checked_platform(platform: dict, where: str) -> dict:
+    """Validate an OCI platform object; keep its spelling (``arm64`` + ``v8`` stays) but refuse nonsense."""
+    if not isinstance(platform, dict) or not platform.get("architecture"):
+        raise ManifestError(f"{where}: no platform (architecture and os); give one with platform: os/arch[/variant]")
+    try:
+        platform_from_dict(platform)
+    except PlatformError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+    out = {k: v for k, v in platform.items() if v not in (None, "", [])}
+    out.setdefault("os", "linux")
+    return out
+
+
+def platform_from_config(config: dict, where: str) -> dict:
+    """The platform object of an image from its config blob (os, architecture, variant, os.version...)."""
+    if not isinstance(config, dict):
+        raise ManifestError(f"{where}: the image config is not a JSON object")
+    platform = {k: config.get(k) for k in ("architecture", "os", "variant", "os.version", "os.features")}
+    return checked_platform(platform, f"{where} (platform read from the image config)")
+
+
+def override_platform(spec: str, os_version: str, where: str) -> dict:
+    """A platform object from the user's ``platform`` string (any spelling ``_platform`` accepts)."""
+    try:
+        obj = parse_platform(spec)
+    except PlatformError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+    out = obj.to_dict()
+    if os_version:
+        out["os.version"] = os_version
+    return out
+
+
+def entries_from_index(index: Fetched, source: str, repository: str) -> list:
+    """Flatten an index into its entries; attestation entries are marked, platforms validated."""
+    out = []
+    for pos, desc in enumerate(index.data.get("manifests") or []):
+        where = f"{source} entry {pos} ({desc.get('digest', '?')})"
+        media_type = desc.get("mediaType") or ""
+        if media_type in INDEX_TYPES:
+            raise ManifestError(f"{where}: an index inside an index is not supported; use the inner index as a source")
+        attestation = is_attestation(desc)
+        platform = desc.get("platform") or {}
+        if not attestation:
+            platform = checked_platform(platform, where)
+        out.append(
+            Entry(
+                media_type=media_type or OCI_MANIFEST,
+                digest=desc["digest"],
+                size=int(desc.get("size") or 0),
+                platform=dict(platform),
+                annotations=dict(desc.get("annotations") or {}),
+                source=source,
+                source_repository=repository,
+                attestation=attestation,
+            )
+        )
+    return out
+
+
+def select_attestations(entries: list, keep: bool) -> list:
+    """Drop attestation entries, or keep those whose subject image is among the entries."""
+    images = {e.digest for e in entries if not e.attestation}
+    out = []
+    for entry in entries:
+        if entry.attestation:
+            subject = entry.annotations.get(ATTESTATION_SUBJECT_ANNOTATION)
+            if not keep or (subject and subject not in images):
+                continue
+        out.append(entry)
+    return out
+
+
+def check_duplicates(entries: list) -> None:
+    """Two sources for the same platform is an error (not a silent last-one-wins)."""
+    seen: dict = {}
+    for entry in entries:
+        if entry.attestation:
+            continue
+        key = entry.platform_key
+        if key in seen:
+            first = seen[key]
+            if first.digest == entry.digest:
+                raise ManifestError(
+                    f"platform {entry.platform_str} is given twice, by {first.source} and {entry.source}"
+                    f" (the same image {entry.digest}); list it once"
+                )
+            raise ManifestError(
+                f"platform {entry.platform_str} comes from two sources: {first.source} ({first.digest}) and"
+                f" {entry.source} ({entry.digest}); keep one, or give one of them another platform"
+            )
+        seen[key] = entry
+
+
+def missing_platforms(entries: list, required: list) -> list:
+    """The required platforms (normalised strings) with no entry of exactly that platform."""
+    present = {e.platform_obj.oci for e in entries if not e.attestation}
+    return [p for p in (parse_platform(r).oci for r in required) if p not in present]
+
+
+def choose_media_type(requested: str | None, entries: list, annotations: dict) -> str:
+    """The index media type: as requested, or Docker when every image is a Docker v2 manifest."""
+    images = [e for e in entries if not e.attestation]
+    if requested:
+        media_type = MEDIA_TYPE_CHOICES[requested]
+    elif images and all(e.media_type == DOCKER_MANIFEST and not e.annotations for e in entries) and not annotations:
+        media_type = DOCKER_LIST
+    else:
+        media_type = OCI_INDEX
+    if media_type == DOCKER_LIST:
+        if annotations:
+            raise ManifestError("a Docker manifest list has no annotations: use media_type oci, or drop annotations")
+        annotated = [e for e in entries if e.annotations]
+        if annotated:
+            raise ManifestError(
+                f"a Docker manifest list has no descriptor annotations, but the entry of {annotated[0].source}"
+                " has some: use media_type oci, or drop them"
+            )
+        oci = [e for e in entries if e.media_type != DOCKER_MANIFEST]
+        if oci:
+            raise ManifestError(
+                f"a Docker manifest list can only hold Docker v2 image manifests, but {oci[0].source} is"
+                f" {oci[0].media_type}: use media_type oci (or attestations: drop when it is an attestation)"
+            )
+    return media_type
+
+
+def build_index(entries: list, media_type: str, annotations: dict | None = None) -> tuple:
+    """``(body bytes, data)`` of the index: deterministic JSON, the same input gives the same digest."""
+    docker = media_type == DOCKER_LIST
+    data = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": [e.descriptor(docker=docker) for e in entries],
+    }
+    if annotations and not docker:
+        data["annotations"] = dict(sorted(annotations.items()))
+    body = json.dumps(data, indent=2).encode("utf-8")
+    return body, data
+
+
+def index_content(data: dict | None) -> dict | None:
+    """What 'the same content' means: media type, entries in order (type, digest, size, platform,
+    annotations) and index annotations; not whitespace, key order or unknown fields."""
+    if data is None:
+        return None
+    manifests = []
+    for desc in data.get("manifests") or []:
+        manifests.append(
+            {
+                "mediaType": desc.get("mediaType"),
+                "digest": desc.get("digest"),
+                "size": desc.get("size"),
+                "platform": ordered_platform(desc.get("platform") or {}),
+                "annotations": dict(desc.get("annotations") or {}),
+            }
+        )
+    annotations = dict(data.get("annotations") or {})
+    return {"mediaType": data.get("mediaType"), "manifests": manifests, "annotations": annotations}
+
+
+def diff_view(digest: str, media_type: str, entries: list) -> dict:
+    """The before/after of a diff: digest, media type and one line per platform."""
+    if not digest:
+        return {}
+    return {
+        "digest": digest,
+        "media_type": media_type,
+        "platforms": {
+            (f"unknown/unknown #{i}" if e.attestation else e.platform_str): e.digest for i, e in enumerate(entries)
+        },
+    }
+
+
+def match_platform(entries: list, host) -> Entry | None:
+    """The entry a host of platform ``host`` pulls, by containerd's preference order; None if none.
+
+    The most preferred platform wins; between entries of the same platform, the first in the index.
+    """
+    for wanted in compatible_platforms(host):
+        for entry in entries:
+            if entry.attestation:
+                continue
+            obj = entry.platform_obj
+            if obj is not None and obj.os == wanted.os and obj.oci == wanted.oci:
+                return entry
+    return None
+
+
+@dataclass
+class ImageSpec:
+    """One item of the ``images`` option: a reference and an optional platform/annotations override."""
+
+    reference: Reference
+    text: str
+    platform: dict | None = None
+    annotations: dict = field(default_factory=dict)
+
+
+IMAGE_KEYS = ("reference", "platform", "os_version", "annotations")
+
+
+def image_specs(images: list) -> list:
+    """Validate the ``images`` option: strings, or dicts with ``reference`` and optional overrides."""
+    out = []
+    for pos, item in enumerate(images or []):
+        where = f"images[{pos}]"
+        if isinstance(item, str):
+            item = {"reference": item}  # noqa: PLW2901 - a string is the short form of the dict
+        if not isinstance(item, dict):
+            raise ManifestError(f"{where}: expected a reference string or a dict with reference, got {item!r}")
+        unknown = sorted(set(item) - set(IMAGE_KEYS))
+        if unknown:
+            raise ManifestError(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(IMAGE_KEYS)}")
+        text = item.get("reference")
+        if not isinstance(text, str) or not text:
+            raise ManifestError(f"{where}: reference is required (host[:port]/repository[:tag][@digest])")
+        try:
+            ref = parse_reference(text)
+        except ValueError as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+        os_version = item.get("os_version") or ""
+        if not isinstance(os_version, str):
+            raise ManifestError(f"{where}: os_version must be a string such as '10.0.17763.1879'")
+        platform = None
+        if item.get("platform"):
+            if not isinstance(item["platform"], str):
+                raise ManifestError(f"{where}: platform must be a string such as 'linux/arm/v7'")
+            platform = override_platform(item["platform"], os_version, f"{where} ({text})")
+        elif os_version:
+            raise ManifestError(f"{where}: os_version needs platform as well (os/architecture[/variant])")
+        annotations = item.get("annotations") or {}
+        if not isinstance(annotations, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+        ):
+            raise ManifestError(f"{where}: annotations must map strings to strings (quote numbers and booleans)")
+        out.append(ImageSpec(ref, text, platform, dict(annotations)))
+    return out
+
+
+# --------------------------------------------------------------------------- reading through a client
+
+
+def image_entry(
+    client,
+    ref: Reference,
+    fetched: Fetched,
+    *,
+    platform: dict | None = None,
+    annotations: dict | None = None,
+    source: str,
+) -> Entry:
+    """An entry for a single image manifest; reads the config blob when no platform is given."""
+    if platform is None:
+        config_desc = fetched.data.get("config") or {}
+        if not config_desc.get("digest"):
+            raise ManifestError(f"{source}: the image manifest has no config descriptor")
+        blob = client.get_blob(ref.repository, config_desc["digest"])
+        try:
+            config = json.loads(blob)
+        except ValueError:
+            raise ManifestError(f"{source}: the image config blob is not JSON") from None
+        platform = platform_from_config(config, source)
+    return Entry(
+        media_type=fetched.media_type,
+        digest=fetched.digest,
+        size=fetched.size,
+        platform=platform,
+        annotations=dict(annotations or {}),
+        source=source,
+        source_repository=ref.name,
+        body=fetched.body,
+    )
+
+
+def describe(client, ref: Reference) -> tuple:
+    """``(fetched, entries)`` of what ``ref`` points to; None, [] when it does not exist."""
+    try:
+        fetched = client.get_manifest(ref.repository, ref.ref)
+    except RegistryError as exc:
+        if exc.status == 404:
+            return None, []
+        raise
+    if fetched.media_type in INDEX_TYPES:
+        return fetched, entries_from_index(fetched, str(ref), ref.name)
+    if fetched.media_type in IMAGE_TYPES:
+        return fetched, [image_entry(client, ref, fetched, source=str(ref))]
+    raise ManifestError(f"{ref}: unsupported media type {fetched.media_type}")

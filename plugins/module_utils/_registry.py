@@ -1,0 +1,1008 @@
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Private to the fleet.multiarch collection: not a public API, may change without notice.
+
+"""The collection's one place for registry HTTP (OCI distribution spec, Docker Registry HTTP API v2).
+
+What lives here: image references, the ``WWW-Authenticate`` challenge (anonymous, Basic and the
+Bearer token flow of the distribution token spec), credentials from module options or the user's
+Docker ``config.json``, TLS and the plain-HTTP fallback for insecure registries, retries with
+backoff, the media types and Accept headers, and a digest check on every manifest and blob read.
+
+The parsing functions are pure and unit-tested; :class:`RegistryClient` is the only code that
+talks HTTP. It keeps one ``requests.Session`` per registry and is safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - depends on the target's Python
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = _exc
+
+# Media types (OCI image spec v1 and Docker image manifest v2 schema 2).
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+MANIFEST_TYPES = INDEX_TYPES + IMAGE_TYPES
+# Indexes first: a registry that stores an index returns it instead of choosing a platform for us.
+MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
+
+USER_AGENT = "fleet.multiarch (python-requests)"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+DEFAULT_TIMEOUT = 30
+DEFAULT_RETRIES = 3
+BACKOFF_SECONDS = 0.5  # first wait; doubles on each retry
+TOKEN_LIFETIME_DEFAULT = 60  # seconds, as the token spec says when expires_in is absent
+
+_DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::[0-9]+)?$")
+
+
+class RegistryError(Exception):
+    """A registry operation failed; the message says what and what to do. Never holds a credential."""
+
+    def __init__(self, msg: str, status: int | None = None, codes: tuple = ()):
+        super().__init__(msg)
+        self.status = status
+        self.codes = tuple(codes)
+
+
+class ImageReferenceError(ValueError):
+    """An image reference that cannot be parsed."""
+
+
+class DigestMismatch(RegistryError):
+    """Content whose digest is not the one asked for or announced."""
+
+
+# --------------------------------------------------------------------------- references
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``registry/repository[:tag][@digest]``; the registry host is always explicit."""
+
+    registry: str
+    repository: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def ref(self) -> str:
+        """What goes after ``/manifests/``: the digest when there is one, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    def with_digest(self, digest: str) -> Reference:
+        return Reference(self.registry, self.repository, "", digest)
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def parse_reference(text) -> Reference:
+    """Parse ``host[:port]/path[:tag][@digest]``; a reference without a registry host is refused.
+
+    Docker reads ``busybox`` as a Docker Hub reference; this collection names no public registry, so
+    the host must be written (``127.0.0.1:5000/library/busybox``). A tag defaults to ``latest`` only
+    when there is neither a tag nor a digest.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ImageReferenceError(f"invalid image reference {text!r}: expected host[:port]/repository[:tag][@digest]")
+    raw = text.strip()
+    digest = ""
+    rest = raw
+    if "@" in rest:
+        rest, digest = rest.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise ImageReferenceError(
+                f"invalid digest {digest!r} in image reference {raw!r}: expected sha256: and 64 lowercase hex digits"
+            )
+    if "/" not in rest:
+        raise ImageReferenceError(
+            f"image reference {raw!r} has no registry host: write it explicitly, e.g. '127.0.0.1:5000/{rest}'"
+        )
+    host, path = rest.split("/", 1)
+    if not ("." in host or ":" in host or host == "localhost" or host.startswith("[")):
+        raise ImageReferenceError(
+            f"image reference {raw!r} has no registry host ({host!r} is a repository path component):"
+            f" write the registry explicitly, e.g. '127.0.0.1:5000/{rest}'"
+        )
+    if not _HOST_RE.match(host):
+        raise ImageReferenceError(f"invalid registry host {host!r} in image reference {raw!r}")
+    tag = ""
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+        if not _TAG_RE.match(tag):
+            raise ImageReferenceError(
+                f"invalid tag {tag!r} in image reference {raw!r}: up to 128 letters, digits, '_', '.', '-'"
+            )
+    components = path.split("/")
+    for comp in components:
+        if not _PATH_COMPONENT_RE.match(comp):
+            raise ImageReferenceError(
+                f"invalid repository {path!r} in image reference {raw!r}: each path component is lowercase"
+                " letters and digits, separated by '.', '_', '__' or '-'"
+            )
+    if not tag and not digest:
+        tag = "latest"
+    return Reference(host, path, tag, digest)
+
+
+def is_loopback(registry: str) -> bool:
+    """``localhost``, 127.0.0.0/8 and ::1: registries Docker treats as insecure without being told."""
+    host = registry
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
+    if algorithm not in ("sha256", "sha512"):
+        raise RegistryError(f"unsupported digest algorithm {algorithm!r}: only sha256 and sha512 are supported")
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def verify_digest(data: bytes, expected: str, what: str) -> str:
+    """Return ``expected`` when ``data`` has that digest; raise :class:`DigestMismatch` otherwise."""
+    algorithm = expected.split(":", 1)[0]
+    actual = compute_digest(data, algorithm)
+    if actual != expected:
+        raise DigestMismatch(
+            f"{what}: the registry returned content with digest {actual}, not {expected};"
+            " the content is corrupt or was changed in transit, so it is not used"
+        )
+    return actual
+
+
+# --------------------------------------------------------------------------- WWW-Authenticate
+
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _read_value(text: str, pos: int) -> tuple:
+    """A parameter value at ``pos`` (quoted with backslash escapes, or a bare token) and the end position."""
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    if pos < len(text) and text[pos] == '"':
+        chars = []
+        pos += 1
+        while pos < len(text) and text[pos] != '"':
+            if text[pos] == "\\" and pos + 1 < len(text):
+                pos += 1
+            chars.append(text[pos])
+            pos += 1
+        if pos >= len(text):
+            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header {text!r}: unclosed quote")
+        return "".join(chars), pos + 1
+    end = pos
+    while end < len(text) and text[end] not in " \t,":
+        end += 1
+    return text[pos:end], end
+
+
+def parse_www_authenticate(header: str) -> list:
+    """Parse a ``WWW-Authenticate`` value into ``[(scheme, {param: value}), ...]`` (names lower-cased).
+
+    Handles several challenges in one header, quoted values with escapes and unquoted tokens:
+    ``Bearer realm="https://127.0.0.1:5001/auth",service="registry",scope="repository:a/b:pull,push"``.
+    """
+    text = header or ""
+    challenges = []
+    current = None
+    pos = 0
+    while pos < len(text):
+        if text[pos] in " \t,":
+            pos += 1
+            continue
+        match = _TOKEN_CHARS.match(text, pos)
+        if not match:
+            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header at {text[pos:]!r}")
+        word = match.group(0)
+        pos = match.end()
+        while pos < len(text) and text[pos] in " \t":
+            pos += 1
+        if pos >= len(text) or text[pos] != "=":
+            current = (word.lower(), {})  # a bare word starts a new challenge: its scheme
+            challenges.append(current)
+            continue
+        value, pos = _read_value(text, pos + 1)  # after the "="
+        if current is None:
+            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header {text!r}: no scheme")
+        current[1][word.lower()] = value
+    return challenges
+
+
+def parse_scope(scope: str) -> tuple:
+    """``repository:a/b:pull,push`` -> ``("repository", "a/b", frozenset({"pull", "push"}))``."""
+    parts = scope.split(":")
+    if len(parts) < 3:
+        raise RegistryError(f"cannot parse the token scope {scope!r}: expected type:name:actions")
+    # A name may carry a port ("repository:127.0.0.1:5000/x:pull" is not valid, but be lenient).
+    kind, actions = parts[0], parts[-1]
+    name = ":".join(parts[1:-1])
+    return kind, name, frozenset(a for a in actions.split(",") if a)
+
+
+def repository_scope(repository: str, actions) -> str:
+    return f"repository:{repository}:{','.join(sorted(set(actions), key=['pull', 'push', 'delete', '*'].index))}"
+
+
+def merge_scopes(scopes) -> tuple:
+    """Merge scope strings naming the same resource; return a sorted tuple (a stable cache key)."""
+    merged: dict = {}
+    for scope in scopes:
+        kind, name, actions = parse_scope(scope)
+        merged.setdefault((kind, name), set()).update(actions)
+    order = ["pull", "push", "delete", "*"]
+    out = []
+    for (kind, name), actions in sorted(merged.items()):
+        acts = sorted(actions, key=lambda a: order.index(a) if a in order else len(order))
+        out.append(f"{kind}:{name}:{','.join(acts)}")
+    return tuple(out)
+
+
+def scopes_cover(have, want) -> bool:
+    """True when the scopes ``have`` grant at least every action of ``want``."""
+    granted: dict = {}
+    for scope in have:
+        kind, name, actions = parse_scope(scope)
+        granted.setdefault((kind, name), set()).update(actions)
+    for scope in want:
+        kind, name, actions = parse_scope(scope)
+        if not actions <= granted.get((kind, name), set()) and "*" not in granted.get((kind, name), set()):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Credentials for one registry; ``repr`` never shows the secret."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
+    source: str = ""
+
+    def __bool__(self) -> bool:
+        return bool((self.username and self.password) or self.identity_token)
+
+
+def docker_config_path(option: str | None = None, environ=None) -> str:
+    """``option`` (a config.json or its directory), else ``$DOCKER_CONFIG/config.json``, else ``~/.docker``."""
+    env = os.environ if environ is None else environ
+    path = option or env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    path = os.path.expanduser(path)
+    if os.path.isdir(path) or not path.endswith(".json"):
+        path = os.path.join(path, "config.json")
+    return path
+
+
+def _normalise_auth_key(key: str) -> str:
+    text = key.strip()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text.split("/", 1)[0].lower()
+
+
+def credentials_from_docker_config(config: dict, registry: str, source: str = "docker config") -> Credentials | None:
+    """Credentials for ``registry`` from a parsed Docker ``config.json`` (``auths.<host>``), or None.
+
+    Keys may be a bare host (``127.0.0.1:5443``) or a URL (``https://127.0.0.1:5443/v1/``). An entry
+    holds ``auth`` (base64 of ``user:password``), or ``username``/``password``, or ``identitytoken``.
+    """
+    auths = config.get("auths") or {}
+    if not isinstance(auths, dict):
+        raise RegistryError(f"{source}: 'auths' is not a mapping; fix the file or run docker login again")
+    wanted = registry.lower()
+    for key, entry in auths.items():
+        if _normalise_auth_key(key) != wanted or not isinstance(entry, dict):
+            continue
+        username = entry.get("username") or ""
+        password = entry.get("password") or ""
+        if entry.get("auth"):
+            try:
+                decoded = base64.b64decode(entry["auth"], validate=False).decode("utf-8")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RegistryError(
+                    f"{source}: the 'auth' entry for {registry} is not base64 of user:password"
+                    f" ({exc.__class__.__name__}); run docker login again"
+                ) from None
+            if ":" not in decoded:
+                raise RegistryError(
+                    f"{source}: the 'auth' entry for {registry} has no ':' between user and password;"
+                    " run docker login again"
+                )
+            username, password = decoded.split(":", 1)
+        token = entry.get("identitytoken") or ""
+        creds = Credentials(username, password, token, source=f"{source} (auths.{key})")
+        if creds:
+            return creds
+    return None
+
+
+def load_docker_config(path: str) -> dict:
+    """The parsed ``config.json`` at ``path``; ``{}`` when the file does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"cannot read the Docker config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"the Docker config {path} is not a JSON object")
+    return data
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def error_codes(body: bytes) -> list:
+    """``[(code, message), ...]`` from a registry error body ``{"errors": [...]}``; [] otherwise."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return []
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [(str(e.get("code", "")), str(e.get("message", ""))) for e in errors if isinstance(e, dict)]
+
+
+def describe_failure(status: int, body: bytes, what: str, registry: str, authenticated: str = "") -> str:
+    """A message for a failed request: what was asked, what the registry said, and what to do."""
+    codes = error_codes(body)
+    said = "; ".join(f"{c}: {m}" if m else c for c, m in codes) or f"HTTP {status}"
+    if status == 401:
+        who = f" as {authenticated}" if authenticated else " anonymously"
+        hint = (
+            "check the username and password"
+            if authenticated
+            else "give username and password, or log in with docker login (the Docker config is read)"
+        )
+        return f"{what}: {registry} refused the request{who} ({said}); {hint}"
+    if status == 403:
+        return f"{what}: {registry} denied access ({said}); the account lacks permission for this repository"
+    if status == 404:
+        return f"{what}: not found on {registry} ({said}); check the repository, tag or digest"
+    if status == 405:
+        return (
+            f"{what}: {registry} does not allow this operation ({said}); for deletes the registry must run"
+            " with deletes enabled (distribution: storage.delete.enabled)"
+        )
+    return f"{what}: {registry} answered HTTP {status} ({said})"
+
+
+# --------------------------------------------------------------------------- the client
+
+
+@dataclass
+class Fetched:
+    """A manifest as read from the registry; ``digest`` is verified against ``body``."""
+
+    media_type: str
+    digest: str
+    body: bytes
+    data: dict
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+
+def manifest_media_type(data: dict, content_type: str) -> str:
+    """The manifest's media type: its ``mediaType`` field, else the Content-Type, else inferred."""
+    declared = data.get("mediaType") or ""
+    header = (content_type or "").split(";", 1)[0].strip()
+    media_type = declared or header
+    if media_type not in MANIFEST_TYPES:
+        if not declared and "manifests" in data:
+            media_type = OCI_INDEX
+        elif not declared and "config" in data and "layers" in data:
+            media_type = OCI_MANIFEST
+    if media_type in DOCKER_SCHEMA1 or data.get("schemaVersion") == 1:
+        raise RegistryError(
+            "the manifest is Docker schema 1, which is deprecated and not supported; rebuild or re-push the image"
+        )
+    return media_type
+
+
+class RegistryClient:
+    """HTTP to one registry: scheme, authentication, retries, media types, digest checks.
+
+    ``credentials`` are used only when the registry challenges. ``insecure`` (or a loopback
+    registry) allows falling back to plain HTTP when the registry does not speak TLS.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: Credentials | None = None,
+        validate_certs: bool = True,
+        ca_cert: str | None = None,
+        insecure: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        session=None,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        probe=None,
+    ):
+        if not HAS_REQUESTS and session is None:  # pragma: no cover - checked by the modules first
+            raise RegistryError("the Python library requests is required to talk to registries")
+        self.registry = registry
+        self.credentials = credentials or Credentials()
+        self.verify = (ca_cert or True) if validate_certs else False
+        self.insecure = insecure or is_loopback(registry)
+        self.timeout = timeout
+        self.retries = max(0, int(retries))
+        self.session = session if session is not None else self._new_session()
+        self._sleep = sleep
+        self._clock = clock
+        self._probe = probe if probe is not None else speaks_tls
+        self._lock = threading.Lock()
+        self._scheme = "https"
+        self._scheme_known = not self.insecure
+        self._auth_scheme = ""  # "", "basic" or "bearer"
+        self._bearer = {}  # realm, service
+        self._tokens = []  # [(scopes tuple, token, expiry)]
+
+    @staticmethod
+    def _new_session():
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    # ---- URLs and authentication
+
+    def url(self, path: str) -> str:
+        if not self._scheme_known:
+            self._detect_scheme()
+        return f"{self._scheme}://{self.registry}/v2/{path.lstrip('/')}"
+
+    def _detect_scheme(self) -> None:
+        """For an insecure registry: does it speak TLS? A bare handshake answers in a millisecond, where a
+        failed HTTPS request through requests costs tens (it loads the CA bundle first)."""
+        with self._lock:
+            if self._scheme_known:
+                return
+            host, port = split_host_port(self.registry)
+            answer = self._probe(host, port, min(self.timeout, 5))
+            if answer is None:
+                return  # unknown: the first request tries HTTPS and falls back to HTTP
+            self._scheme = "https" if answer else "http"
+            self._scheme_known = True
+
+    @property
+    def who(self) -> str:
+        return self.credentials.username if self.credentials else ""
+
+    def _auth_headers(self, scopes: tuple) -> dict:
+        if self._auth_scheme == "basic":
+            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+        if self._auth_scheme == "bearer":
+            return {"Authorization": "Bearer " + self._token(scopes)}
+        return {}
+
+    def _token(self, scopes: tuple) -> str:
+        with self._lock:
+            now = self._clock()
+            self._tokens = [t for t in self._tokens if t[2] > now]
+            for have, token, _expiry in self._tokens:
+                if scopes_cover(have, scopes):
+                    return token
+            token, lifetime = self._fetch_token(scopes)
+            # Renew a little early so a token does not expire between the check and the request.
+            self._tokens.append((scopes, token, now + max(1, lifetime - 5)))
+            return token
+
+    def _fetch_token(self, scopes: tuple) -> tuple:
+        realm = self._bearer.get("realm", "")
+        if not realm.startswith(("https://", "http://")):
+            raise RegistryError(f"{self.registry} sent a Bearer challenge with an invalid realm {realm!r}")
+        service = self._bearer.get("service", "")
+        creds = self.credentials
+        try:
+            if creds.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "client_id": "fleet.multiarch",
+                    "service": service,
+                    "scope": " ".join(scopes),
+                }
+                resp = self.session.post(realm, data=form, timeout=self.timeout, verify=self.verify)
+            else:
+                params = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
+                auth = (creds.username, creds.password) if creds else None
+                resp = self.session.get(realm, params=params, auth=auth, timeout=self.timeout, verify=self.verify)
+        except requests.exceptions.RequestException as exc:
+            raise RegistryError(
+                f"cannot reach the token server {realm} of {self.registry}: {exc.__class__.__name__}: {exc}"
+            ) from None
+        if resp.status_code in (401, 403):
+            who = f"user {creds.username!r}" if creds.username else "anonymous access"
+            raise RegistryError(
+                f"the token server {realm} of {self.registry} refused {who} for {' '.join(scopes)}"
+                f" (HTTP {resp.status_code}); check the username and password",
+                status=resp.status_code,
+            )
+        if resp.status_code != 200:
+            raise RegistryError(
+                f"the token server {realm} of {self.registry} answered HTTP {resp.status_code}", resp.status_code
+            )
+        return parse_token_response(resp.content, realm)
+
+    def _on_challenge(self, resp, scopes: tuple, what: str) -> None:
+        challenges = parse_www_authenticate(resp.headers.get("WWW-Authenticate", ""))
+        by_scheme = dict(challenges)
+        with self._lock:
+            if "bearer" in by_scheme:
+                params = by_scheme["bearer"]
+                self._bearer = {"realm": params.get("realm", ""), "service": params.get("service", "")}
+                self._auth_scheme = "bearer"
+                self._tokens = []
+                extra = tuple(s for s in (params.get("scope") or "").split(" ") if s)
+                if extra:
+                    scopes_to_ask = merge_scopes(scopes + extra)
+                else:
+                    scopes_to_ask = scopes
+            elif "basic" in by_scheme:
+                if not self.credentials.username:
+                    raise RegistryError(
+                        describe_failure(401, resp.content, what, self.registry)
+                        + f"; the registry asks for Basic authentication ({self._cred_hint()})",
+                        status=401,
+                    )
+                self._auth_scheme = "basic"
+                return
+            else:
+                raise RegistryError(
+                    f"{what}: {self.registry} asked for authentication with an unsupported scheme"
+                    f" ({', '.join(by_scheme) or 'no WWW-Authenticate header'}); Basic and Bearer are supported",
+                    status=401,
+                )
+        if scopes_to_ask:
+            self._token(scopes_to_ask)
+
+    def _cred_hint(self) -> str:
+        return "no credentials were given and the Docker config has none for this registry"
+
+    # ---- the request loop
+
+    def request(self, method: str, path: str, scopes: tuple = (), what: str = "", expect=(200,), **kwargs):
+        """Send one request with auth, scheme fallback, retries; raise :class:`RegistryError` unless expected."""
+        what = what or f"{method} {path}"
+        headers = dict(kwargs.pop("headers", {}) or {})
+        url = kwargs.pop("url", None)
+        challenged = False
+        attempt = 0
+        first_error = None
+        while True:
+            target = url or self.url(path)
+            try:
+                resp = self.session.request(
+                    method,
+                    target,
+                    headers={**headers, **self._auth_headers(scopes)},
+                    timeout=self.timeout,
+                    verify=self.verify,
+                    **kwargs,
+                )
+            except requests.exceptions.SSLError as exc:
+                # A certificate problem means the registry does speak TLS: never fall back to HTTP then.
+                if not _is_certificate_error(exc) and self._try_plain_http(target, url):
+                    first_error = exc
+                    continue
+                raise RegistryError(
+                    f"{what}: TLS with {self.registry} failed: {exc}; give ca_cert with the registry's CA"
+                    " (or validate_certs: false), or mark it in insecure_registries when it speaks plain HTTP"
+                ) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                if self._try_plain_http(target, url):
+                    first_error = exc
+                    continue
+                if attempt < self.retries:
+                    self._sleep(BACKOFF_SECONDS * (2**attempt))
+                    attempt += 1
+                    continue
+                extra = f" (over HTTPS first: {first_error.__class__.__name__})" if first_error else ""
+                raise RegistryError(
+                    f"{what}: cannot reach {self.registry} after {attempt + 1} attempts: "
+                    f"{exc.__class__.__name__}: {exc}{extra}; check the address and that the registry runs"
+                ) from None
+            except requests.exceptions.RequestException as exc:
+                raise RegistryError(f"{what}: request to {self.registry} failed: {exc}") from None
+            self._scheme_known = True
+            if resp.status_code == 401 and not challenged and resp.headers.get("WWW-Authenticate"):
+                challenged = True
+                self._on_challenge(resp, scopes, what)
+                continue
+            if resp.status_code in RETRY_STATUSES and attempt < self.retries:
+                self._sleep(self._retry_wait(resp, attempt))
+                attempt += 1
+                continue
+            if resp.status_code not in expect:
+                authenticated = self.who if self._auth_scheme else ""
+                raise RegistryError(
+                    describe_failure(resp.status_code, resp.content, what, self.registry, authenticated),
+                    status=resp.status_code,
+                    codes=tuple(c for c, _m in error_codes(resp.content)),
+                )
+            return resp
+
+    def _try_plain_http(self, target: str, url: str | None) -> bool:
+        """Switch to plain HTTP once, for an insecure registry whose scheme is not known yet."""
+        with self._lock:
+            if url is None and self.insecure and target.startswith("https://"):
+                if self._scheme == "http":
+                    return True  # another thread switched while this request was on its way
+                if not self._scheme_known:
+                    self._scheme = "http"
+                    self._scheme_known = True
+                    return True
+        return False
+
+    @staticmethod
+    def _retry_wait(resp, attempt: int) -> float:
+        wait = BACKOFF_SECONDS * (2**attempt)
+        header = resp.headers.get("Retry-After", "")
+        if header.isdigit():
+            wait = min(float(header), 30.0)
+        return wait
+
+    # ---- manifests
+
+    def get_manifest(self, repository: str, ref: str, accept: str = MANIFEST_ACCEPT) -> Fetched:
+        """GET a manifest or index and verify its digest (against ``ref`` when it is one)."""
+        what = f"reading manifest {self.registry}/{repository}{_sep(ref)}{ref}"
+        resp = self.request(
+            "GET",
+            f"{repository}/manifests/{ref}",
+            scopes=(repository_scope(repository, ["pull"]),),
+            what=what,
+            headers={"Accept": accept},
+        )
+        body = resp.content
+        if _DIGEST_RE.match(ref):
+            digest = verify_digest(body, ref, what)
+        else:
+            announced = resp.headers.get("Docker-Content-Digest", "")
+            digest = compute_digest(body)
+            if announced and _DIGEST_RE.match(announced):
+                digest = verify_digest(body, announced, what)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise RegistryError(f"{what}: the registry returned a body that is not JSON") from None
+        if not isinstance(data, dict):
+            raise RegistryError(f"{what}: the registry returned JSON that is not a manifest object")
+        media_type = manifest_media_type(data, resp.headers.get("Content-Type", ""))
+        if media_type not in MANIFEST_TYPES:
+            raise RegistryError(f"{what}: unsupported manifest media type {media_type!r}")
+        return Fetched(media_type, digest, body, data)
+
+    def head_manifest(self, repository: str, ref: str) -> dict | None:
+        """``{digest, media_type, size}`` of a manifest without its body; None when it does not exist.
+
+        ``digest`` is empty when the registry does not announce one (then GET is needed).
+        """
+        resp = self.request(
+            "HEAD",
+            f"{repository}/manifests/{ref}",
+            scopes=(repository_scope(repository, ["pull"]),),
+            what=f"checking manifest {self.registry}/{repository}{_sep(ref)}{ref}",
+            headers={"Accept": MANIFEST_ACCEPT},
+            expect=(200, 404),
+        )
+        if resp.status_code == 404:
+            return None
+        digest = resp.headers.get("Docker-Content-Digest", "")
+        return {
+            "digest": digest if _DIGEST_RE.match(digest) else "",
+            "media_type": resp.headers.get("Content-Type", "").split(";", 1)[0].strip(),
+            "size": int(resp.headers.get("Content-Length") or 0),
+        }
+
+    def put_manifest(self, repository: str, ref: str, body: bytes, media_type: str) -> str:
+        """PUT a manifest; return its digest after checking the registry stored the same bytes."""
+        digest = compute_digest(body)
+        what = f"pushing manifest {self.registry}/{repository}{_sep(ref)}{ref}"
+        resp = self.request(
+            "PUT",
+            f"{repository}/manifests/{ref}",
+            scopes=(repository_scope(repository, ["pull", "push"]),),
+            what=what,
+            headers={"Content-Type": media_type},
+            data=body,
+            expect=(201, 200, 202),
+        )
+        stored = resp.headers.get("Docker-Content-Digest", "")
+        if stored and stored != digest:
+            raise DigestMismatch(f"{what}: the registry stored digest {stored}, expected {digest}")
+        return digest
+
+    def delete_manifest(self, repository: str, ref: str) -> None:
+        self.request(
+            "DELETE",
+            f"{repository}/manifests/{ref}",
+            scopes=(repository_scope(repository, ["pull", "push", "delete"]),),
+            what=f"deleting {self.registry}/{repository}{_sep(ref)}{ref}",
+            expect=(202, 200),
+        )
+
+    def list_tags(self, repository: str) -> list:
+        """Every tag of ``repository`` (following ``Link`` pagination)."""
+        tags = []
+        path = f"{repository}/tags/list?n=1000"
+        url = None
+        while True:
+            resp = self.request(
+                "GET",
+                path,
+                url=url,
+                scopes=(repository_scope(repository, ["pull"]),),
+                what=f"listing the tags of {self.registry}/{repository}",
+                expect=(200, 404),
+            )
+            if resp.status_code == 404:
+                return tags
+            tags.extend(resp.json().get("tags") or [])
+            link = resp.links.get("next", {}).get("url")
+            if not link:
+                return tags
+            url = requests.compat.urljoin(self.url(""), link)
+
+    # ---- blobs
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        what = f"reading blob {digest} from {self.registry}/{repository}"
+        scopes = (repository_scope(repository, ["pull"]),)
+        resp = self.request("GET", f"{repository}/blobs/{digest}", scopes=scopes, what=what)
+        return _verified(resp.content, digest, what)
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        resp = self.request(
+            "HEAD",
+            f"{repository}/blobs/{digest}",
+            scopes=(repository_scope(repository, ["pull"]),),
+            what=f"checking blob {digest} in {self.registry}/{repository}",
+            expect=(200, 404),
+        )
+        return resp.status_code == 200
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> str:
+        """Cross-repository mount; return "" when mounted, else the upload URL the registry opened."""
+        resp = self.request(
+            "POST",
+            f"{repository}/blobs/uploads/",
+            scopes=merge_scopes(
+                (repository_scope(repository, ["pull", "push"]), repository_scope(from_repository, ["pull"]))
+            ),
+            what=f"mounting blob {digest} from {from_repository} into {self.registry}/{repository}",
+            params={"mount": digest, "from": from_repository},
+            expect=(201, 202),
+        )
+        if resp.status_code == 201:
+            return ""
+        return self._location(resp)
+
+    def upload_blob(self, repository: str, digest: str, data: bytes, upload_url: str = "") -> None:
+        """Monolithic upload (POST then PUT with the digest); the registry checks the digest too."""
+        _verified(data, digest, f"uploading blob {digest}")
+        scopes = (repository_scope(repository, ["pull", "push"]),)
+        what = f"uploading blob {digest} to {self.registry}/{repository}"
+        if not upload_url:
+            resp = self.request("POST", f"{repository}/blobs/uploads/", scopes=scopes, what=what, expect=(202,))
+            upload_url = self._location(resp)
+        self.request(
+            "PUT",
+            "",
+            url=upload_url,
+            scopes=scopes,
+            what=what,
+            params={"digest": digest},
+            headers={"Content-Type": "application/octet-stream"},
+            data=data,
+            expect=(201, 204),
+        )
+
+    def _location(self, resp) -> str:
+        location = resp.headers.get("Location", "")
+        if not location:
+            raise RegistryError(f"{self.registry} opened a blob upload without a Location header")
+        return requests.compat.urljoin(self.url(""), location)
+
+
+def split_host_port(registry: str) -> tuple:
+    """``127.0.0.1:5000`` -> ("127.0.0.1", 5000); ``[::1]:5000`` -> ("::1", 5000); no port means 443."""
+    if registry.startswith("["):
+        host, _bracket, rest = registry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif registry.count(":") == 1:
+        host, port = registry.split(":", 1)
+    else:
+        host, port = registry, ""
+    return host, int(port) if port.isdigit() else 443
+
+
+_PLAIN_HTTP_MARKERS = ("wrong version number", "record layer failure", "packet length too long", "unknown protocol")
+
+
+def speaks_tls(host: str, port: int, timeout: float):
+    """True when ``host:port`` completes a TLS handshake, False when it answers like plain HTTP, None if unknown.
+
+    Only a probe to choose the scheme of an insecure registry: the certificate is not looked at here and
+    nothing is sent over the connection; the real requests verify as configured.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only "does it speak TLS?"; requests does the verified connection
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with context.wrap_socket(sock, server_hostname=host):
+                return True
+    except ssl.SSLError as exc:
+        text = str(exc).lower()
+        if any(marker in text for marker in _PLAIN_HTTP_MARKERS):
+            return False
+        return None
+    except OSError:
+        return None
+
+
+def _is_certificate_error(exc) -> bool:
+    text = str(exc).lower()
+    return "certificate" in text or "hostname" in text
+
+
+def _sep(ref: str) -> str:
+    return "@" if _DIGEST_RE.match(ref) else ":"
+
+
+def _verified(data: bytes, digest: str, what: str) -> bytes:
+    verify_digest(data, digest, what)
+    return data
+
+
+def parse_token_response(body: bytes, realm: str) -> tuple:
+    """``(token, lifetime seconds)`` from a token server's JSON (``token`` or OAuth2 ``access_token``)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise RegistryError(f"the token server {realm} returned a body that is not JSON") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"the token server {realm} returned JSON that is not an object")
+    token = data.get("token") or data.get("access_token")
+    if not token or not isinstance(token, str):
+        raise RegistryError(f"the token server {realm} returned no token")
+    try:
+        lifetime = int(data.get("expires_in") or TOKEN_LIFETIME_DEFAULT)
+    except (TypeError, ValueError):
+        lifetime = TOKEN_LIFETIME_DEFAULT
+    return token, max(lifetime, 1)
+
+
+# --------------------------------------------------------------------------- module glue
+
+REGISTRY_ARGUMENT_SPEC = {
+    "username": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+    "docker_config": {"type": "path"},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_cert": {"type": "path"},
+    "insecure_registries": {"type": "list", "elements": "str", "default": []},
+    "timeout": {"type": "int", "default": DEFAULT_TIMEOUT},
+}
+
+
+def registry_argument_spec() -> dict:
+    """The registry options shared by the modules (documented in the ``registry`` doc fragment)."""
+    return {key: dict(value) for key, value in REGISTRY_ARGUMENT_SPEC.items()}
+
+
+class ClientPool:
+    """One :class:`RegistryClient` per registry host, built from the module's registry options.
+
+    ``username``/``password`` apply to the registry of ``primary`` only (the one the module acts on);
+    every other registry gets credentials from the Docker config, or none.
+    """
+
+    def __init__(self, params: dict, primary: str, session_factory=None):
+        self.params = params
+        self.primary = primary
+        self.session_factory = session_factory
+        self._clients: dict = {}
+        self._config = None
+        self._lock = threading.Lock()
+        insecure = params.get("insecure_registries") or []
+        self.insecure = {h.strip().lower() for h in insecure if h and h.strip()}
+
+    def credentials(self, registry: str) -> Credentials:
+        params = self.params
+        if registry == self.primary and (params.get("username") or params.get("password")):
+            if not (params.get("username") and params.get("password")):
+                raise RegistryError("username and password are given together, or neither")
+            return Credentials(params["username"], params["password"], source="module options")
+        if self._config is None:
+            path = docker_config_path(params.get("docker_config"))
+            self._config = (path, load_docker_config(path))
+        path, config = self._config
+        return credentials_from_docker_config(config, registry, source=path) or Credentials()
+
+    def get(self, registry: str) -> RegistryClient:
+        with self._lock:
+            client = self._clients.get(registry)
+            if client is None:
+                client = RegistryClient(
+                    registry,
+                    credentials=self.credentials(registry),
+                    validate_certs=self.params.get("validate_certs", True),
+                    ca_cert=self.params.get("ca_cert"),
+                    insecure=registry.lower() in self.insecure,
+                    timeout=self.params.get("timeout") or DEFAULT_TIMEOUT,
+                    session=self.session_factory() if self.session_factory else None,
+                )
+                self._clients[registry] = client
+            return client

@@ -1,0 +1,250 @@
+#!/usr/bin/python
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: manifest_info
+short_description: Inspect an image reference in a registry, and find the digest a platform pulls
+version_added: 0.1.0
+description:
+  - Reads what a reference points to, straight from the registry API; the media type, digest, whether it is an
+    index, and each entry's platform, digest and size. For a single image the platform comes from its config.
+  - With O(platform), returns the single digest a host of that platform pulls, by containerd's matching rules
+    (C(arm64) and C(arm64/v8) are one platform; an C(arm/v7) host may run C(arm/v6) and C(arm/v5) images and prefers
+    the highest; other variants match exactly; no other architecture is chosen).
+  - With O(require_platforms), a platform that no entry serves is a failure (the check before a rollout).
+  - Changes nothing.
+author:
+  - fleet.multiarch contributors (@fleet-multiarch)
+extends_documentation_fragment:
+  - fleet.multiarch.registry
+options:
+  name:
+    description:
+      - The reference to inspect, with its registry host (C(127.0.0.1:5000/fleet/app:1.0) or C(...@sha256:...)).
+    type: str
+    required: true
+  platform:
+    description:
+      - A host platform (any spelling, for example C(linux/arm/v7), C(aarch64), C(armhf)); the result
+        RV(platform_digest) is the digest such a host pulls.
+    type: str
+  require_platforms:
+    description:
+      - Host platforms that must each be served by an entry (the same matching as O(platform)); the module fails
+        naming those that are not, or when O(name) does not exist.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Reports only, there is nothing to diff.
+  idempotent:
+    support: full
+    description: Never changes anything.
+  platform:
+    platforms: posix
+    support: full
+    description: Runs wherever Python and C(requests) run; no Docker needed.
+seealso:
+  - module: fleet.multiarch.manifest
+"""
+
+EXAMPLES = r"""
+- name: What does the release tag hold?
+  fleet.multiarch.manifest_info:
+    name: 127.0.0.1:5000/fleet/app:1.0
+  register: release
+
+- name: Before the rollout, every device platform must be served
+  fleet.multiarch.manifest_info:
+    name: 127.0.0.1:5000/fleet/app:1.0
+    require_platforms: [linux/arm64, linux/arm/v7, linux/arm/v6]
+
+- name: The digest this device runs
+  fleet.multiarch.manifest_info:
+    name: 127.0.0.1:5000/fleet/app:1.0
+    platform: "{{ ansible_facts.architecture }}"
+  register: mine
+
+- name: Pin the device to it
+  ansible.builtin.debug:
+    msg: "127.0.0.1:5000/fleet/app@{{ mine.platform_digest }}"
+"""
+
+RETURN = r"""
+exists:
+  description: Whether O(name) exists in the registry.
+  returned: always
+  type: bool
+  sample: true
+name:
+  description: The reference inspected (with the default tag C(latest) made explicit).
+  returned: always
+  type: str
+  sample: 127.0.0.1:5000/fleet/app:1.0
+digest:
+  description: Digest of the manifest or index, verified against its content.
+  returned: when exists
+  type: str
+  sample: sha256:11e88decc3b61ce4db44b1747e24483110fd1b29724a7d4a33b68b1a8258d089
+media_type:
+  description: Media type of the manifest or index.
+  returned: when exists
+  type: str
+  sample: application/vnd.docker.distribution.manifest.list.v2+json
+is_index:
+  description: Whether O(name) is an image index (manifest list).
+  returned: when exists
+  type: bool
+size:
+  description: Size in bytes of the manifest or index.
+  returned: when exists
+  type: int
+entries:
+  description:
+    - The entries of the index, in order; for a single image, one entry describing it.
+  returned: when exists
+  type: list
+  elements: dict
+  contains:
+    platform:
+      description: Normalised platform (C(linux/arm/v7)); C(unknown/unknown) for attestations.
+      type: str
+      sample: linux/arm/v7
+    digest:
+      description: Digest of the entry's manifest.
+      type: str
+    size:
+      description: Size in bytes of the entry's manifest.
+      type: int
+    media_type:
+      description: Media type of the entry's manifest.
+      type: str
+    attestation:
+      description: Whether the entry is an attestation manifest.
+      type: bool
+    os_version:
+      description: The C(os.version) of the platform.
+      type: str
+      returned: when set
+    annotations:
+      description: Descriptor annotations.
+      type: dict
+      returned: when set
+platforms:
+  description: The normalised platforms of the entries, attestations left out.
+  returned: when exists
+  type: list
+  elements: str
+  sample: [linux/amd64, linux/arm64, linux/arm/v7]
+annotations:
+  description: Annotations of the index or manifest.
+  returned: when exists
+  type: dict
+platform_digest:
+  description: The digest a host of O(platform) pulls; null when no entry serves it.
+  returned: when O(platform) is given
+  type: str
+  sample: sha256:94e942f6f246a243e197df13475bcaaf020c192ba38d5922c714dbe663c12553
+platform_match:
+  description: The platform of the entry chosen for O(platform) (may be a lower variant, for example C(linux/arm/v6)).
+  returned: when O(platform) is given
+  type: str
+manifest:
+  description: The manifest or index itself, as JSON.
+  returned: when exists
+  type: dict
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
+    ManifestError,
+    describe,
+    match_platform,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    ClientPool,
+    RegistryError,
+    parse_reference,
+    registry_argument_spec,
+)
+
+
+def inspect(client, ref, platform: str | None, required: list) -> dict:
+    """The module's result for ``ref``: I/O through ``client`` only. Raises ManifestError for a failed requirement."""
+    host = parse_platform(platform) if platform else None
+    wanted = [parse_platform(p) for p in required]
+    fetched, entries = describe(client, ref)
+    if fetched is None:
+        if wanted:
+            raise ManifestError(f"{ref} does not exist, so it serves none of {', '.join(p.oci for p in wanted)}")
+        result = {"exists": False, "name": str(ref)}
+        if host is not None:
+            result.update(platform_digest=None, platform_match=None)
+        return result
+    result = {
+        "exists": True,
+        "name": str(ref),
+        "digest": fetched.digest,
+        "media_type": fetched.media_type,
+        "is_index": fetched.is_index,
+        "size": fetched.size,
+        "entries": [e.summary() for e in entries],
+        "platforms": [e.platform_str for e in entries if not e.attestation],
+        "annotations": dict(fetched.data.get("annotations") or {}),
+        "manifest": fetched.data,
+    }
+    if host is not None:
+        chosen = match_platform(entries, host)
+        result["platform_digest"] = chosen.digest if chosen else None
+        result["platform_match"] = chosen.platform_str if chosen else None
+    missing = [p.oci for p in wanted if match_platform(entries, p) is None]
+    if missing:
+        raise ManifestError(
+            f"{ref} serves no image for {', '.join(missing)}; it has {', '.join(result['platforms']) or 'no platform'}"
+        )
+    return result
+
+
+def main():
+    argument_spec = {
+        "name": {"type": "str", "required": True},
+        "platform": {"type": "str"},
+        "require_platforms": {"type": "list", "elements": "str", "default": []},
+    }
+    argument_spec.update(registry_argument_spec())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_together=[("username", "password")],
+        supports_check_mode=True,
+    )
+    if not HAS_REQUESTS:
+        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
+    params = module.params
+    try:
+        ref = parse_reference(params["name"])
+        client = ClientPool(params, ref.registry).get(ref.registry)
+        result = inspect(client, ref, params.get("platform"), params.get("require_platforms") or [])
+    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
+        module.fail_json(msg=str(exc), name=params["name"])
+    except Exception as exc:
+        module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,707 @@
+"""Unit tests for _registry: references, challenges, credentials, errors, and the client's HTTP behaviour.
+
+The client tests replay responses captured from the real registries of the test environment
+(tests/unit/fixtures/registry) through a stub session; the integration tests run the same code
+against the registries themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
+
+FIXTURES = Path(__file__).resolve().parents[3] / "unit" / "fixtures" / "registry"
+INDEX_DIGEST = "sha256:11e88decc3b61ce4db44b1747e24483110fd1b29724a7d4a33b68b1a8258d089"
+REALM = "https://127.0.0.1:5445/token"
+REPO = "fleet-test/manifest-smoke"
+ARMHF_DIGEST = "sha256:94e942f6f246a243e197df13475bcaaf020c192ba38d5922c714dbe663c12553"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_headers(name: str) -> dict:
+    """Headers of a captured ``curl -D`` file (status line dropped)."""
+    out = {}
+    for line in (FIXTURES / name).read_text().splitlines()[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+# --------------------------------------------------------------------------- references
+
+
+@pytest.mark.parametrize(
+    ("text", "registry", "repository", "tag", "digest"),
+    [
+        ("127.0.0.1:5000/library/busybox", "127.0.0.1:5000", "library/busybox", "latest", ""),
+        ("127.0.0.1:5000/library/busybox:1.35-armhf", "127.0.0.1:5000", "library/busybox", "1.35-armhf", ""),
+        ("localhost/app", "localhost", "app", "latest", ""),
+        ("localhost:5000/a/b/c:v1.0_rc-1", "localhost:5000", "a/b/c", "v1.0_rc-1", ""),
+        (f"127.0.0.1:5000/library/busybox@{INDEX_DIGEST}", "127.0.0.1:5000", "library/busybox", "", INDEX_DIGEST),
+        (f"127.0.0.1:5000/x/y:tag@{INDEX_DIGEST}", "127.0.0.1:5000", "x/y", "tag", INDEX_DIGEST),
+        ("[::1]:5000/fleet__x/a.b-c", "[::1]:5000", "fleet__x/a.b-c", "latest", ""),
+        ("192.0.2.10/team/app:1", "192.0.2.10", "team/app", "1", ""),
+    ],
+)
+def test_parse_reference(text, registry, repository, tag, digest):
+    ref = reg.parse_reference(text)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
+    assert ref.ref == (digest or tag)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("busybox", "has no registry host"),
+        ("library/busybox:latest", "write the registry explicitly, e.g. '127.0.0.1:5000/library/busybox:latest'"),
+        ("127.0.0.1:5000/Library/busybox", "invalid repository"),
+        ("127.0.0.1:5000/busybox:-bad", "invalid tag"),
+        ("127.0.0.1:5000/busybox@sha256:abc", "invalid digest"),
+        ("127.0.0.1:5000/a//b", "invalid repository"),
+        ("", "invalid image reference"),
+        (None, "invalid image reference"),
+    ],
+)
+def test_parse_reference_refuses(text, message):
+    with pytest.raises(reg.ImageReferenceError, match=None) as info:
+        reg.parse_reference(text)
+    assert message in str(info.value)
+
+
+def test_reference_str_round_trip():
+    text = f"127.0.0.1:5000/x/y:tag@{INDEX_DIGEST}"
+    assert str(reg.parse_reference(text)) == text
+    assert str(reg.parse_reference(text).with_digest(ARMHF_DIGEST)) == f"127.0.0.1:5000/x/y@{ARMHF_DIGEST}"
+
+
+@pytest.mark.parametrize(
+    ("registry", "loopback"),
+    [
+        ("127.0.0.1:5000", True),
+        ("127.1.2.3", True),
+        ("localhost:5443", True),
+        ("localhost", True),
+        ("[::1]:5000", True),
+        ("198.51.100.7:5000", False),
+        ("192.0.2.10", False),
+    ],
+)
+def test_is_loopback(registry, loopback):
+    assert reg.is_loopback(registry) is loopback
+
+
+# --------------------------------------------------------------------------- WWW-Authenticate and scopes
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        # captured from the TLS + basic-auth registry (127.0.0.1:5443)
+        (
+            fixture_headers("tls-challenge.headers")["www-authenticate"],
+            [("basic", {"realm": "fleet-multiarch-testenv"})],
+        ),
+        (
+            'Bearer realm="https://127.0.0.1:5445/token",service="fleet-testenv",'
+            'scope="repository:fleet-test/manifest-smoke:pull,push"',
+            [
+                (
+                    "bearer",
+                    {
+                        "realm": REALM,
+                        "service": "fleet-testenv",
+                        "scope": "repository:fleet-test/manifest-smoke:pull,push",
+                    },
+                )
+            ],
+        ),
+        (
+            'Bearer realm="https://127.0.0.1:5445/token",service="x",'
+            'scope="repository:a:pull repository:b:pull",error="insufficient_scope"',
+            [
+                (
+                    "bearer",
+                    {
+                        "realm": REALM,
+                        "service": "x",
+                        "scope": "repository:a:pull repository:b:pull",
+                        "error": "insufficient_scope",
+                    },
+                )
+            ],
+        ),
+        (
+            "bearer  realm = https://127.0.0.1/t , service=reg",
+            [("bearer", {"realm": "https://127.0.0.1/t", "service": "reg"})],
+        ),
+        ('Basic realm="a \\"quoted\\" realm"', [("basic", {"realm": 'a "quoted" realm'})]),
+        (
+            'Basic realm="x", Bearer realm="https://127.0.0.1/t"',
+            [("basic", {"realm": "x"}), ("bearer", {"realm": "https://127.0.0.1/t"})],
+        ),
+        ("Basic", [("basic", {})]),
+        ("", []),
+    ],
+)
+def test_parse_www_authenticate(header, expected):
+    assert reg.parse_www_authenticate(header) == expected
+
+
+@pytest.mark.parametrize("header", ['Basic realm="unclosed', 'realm="no scheme"', "Basic realm=x, @@"])
+def test_parse_www_authenticate_refuses(header):
+    with pytest.raises(reg.RegistryError, match="WWW-Authenticate"):
+        reg.parse_www_authenticate(header)
+
+
+def test_scopes_merge_and_cover():
+    merged = reg.merge_scopes(["repository:a:pull", "repository:b:pull", "repository:a:push"])
+    assert merged == ("repository:a:pull,push", "repository:b:pull")
+    assert reg.scopes_cover(merged, ("repository:a:pull",))
+    assert reg.scopes_cover(merged, ("repository:a:pull,push", "repository:b:pull"))
+    assert not reg.scopes_cover(merged, ("repository:b:push",))
+    assert not reg.scopes_cover(merged, ("repository:c:pull",))
+    assert reg.scopes_cover(("repository:a:*",), ("repository:a:pull,push,delete",))
+    assert reg.repository_scope("x/y", ["push", "pull"]) == "repository:x/y:pull,push"
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def _auth(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("auths", "registry", "expected"),
+    [
+        ({"127.0.0.1:5443": {"auth": _auth("fleet", "s3cr:et")}}, "127.0.0.1:5443", ("fleet", "s3cr:et", "")),
+        ({"https://127.0.0.1:5443": {"auth": _auth("fleet", "pw")}}, "127.0.0.1:5443", ("fleet", "pw", "")),
+        ({"https://127.0.0.1:5443/v1/": {"auth": _auth("fleet", "pw")}}, "127.0.0.1:5443", ("fleet", "pw", "")),
+        ({"http://localhost:5000": {"username": "u", "password": "p"}}, "localhost:5000", ("u", "p", "")),
+        ({"127.0.0.1:5443": {"auth": _auth("u", ""), "identitytoken": "tok"}}, "127.0.0.1:5443", ("u", "", "tok")),
+        ({"127.0.0.1:5443": {"auth": _auth("fleet", "pw")}}, "127.0.0.1:5000", None),
+        ({"127.0.0.1:5443": {}}, "127.0.0.1:5443", None),
+        ({}, "127.0.0.1:5443", None),
+    ],
+)
+def test_credentials_from_docker_config(auths, registry, expected):
+    creds = reg.credentials_from_docker_config({"auths": auths}, registry)
+    if expected is None:
+        assert creds is None
+    else:
+        assert (creds.username, creds.password, creds.identity_token) == expected
+
+
+@pytest.mark.parametrize("auth", ["!!!not-base64", base64.b64encode(b"no-colon").decode()])
+def test_credentials_bad_auth_entry(auth):
+    with pytest.raises(reg.RegistryError, match="run docker login again") as info:
+        reg.credentials_from_docker_config({"auths": {"127.0.0.1:5443": {"auth": auth}}}, "127.0.0.1:5443")
+    assert "no-colon" not in str(info.value)
+
+
+def test_credentials_repr_hides_secrets():
+    creds = reg.Credentials("fleet", "hunter2", "tok")
+    assert "hunter2" not in repr(creds)
+    assert "tok'" not in repr(creds)
+
+
+def test_docker_config_path(tmp_path):
+    assert reg.docker_config_path(None, {"DOCKER_CONFIG": str(tmp_path)}) == str(tmp_path / "config.json")
+    assert reg.docker_config_path(str(tmp_path / "c.json"), {}) == str(tmp_path / "c.json")
+    assert reg.docker_config_path(None, {}).endswith("/.docker/config.json")
+
+
+def test_load_docker_config(tmp_path):
+    assert reg.load_docker_config(str(tmp_path / "missing.json")) == {}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(reg.RegistryError, match="cannot read the Docker config"):
+        reg.load_docker_config(str(bad))
+
+
+def test_client_pool_credentials(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"127.0.0.1:5443": {"auth": _auth("cfg", "cfgpw")}}}))
+    params = {"docker_config": str(tmp_path), "username": "opt", "password": "optpw"}
+    pool = reg.ClientPool(params, "127.0.0.1:5000")
+    assert pool.credentials("127.0.0.1:5000").username == "opt"  # the options belong to the primary registry
+    assert pool.credentials("127.0.0.1:5443").username == "cfg"  # others come from the Docker config
+    assert not pool.credentials("localhost:5001")
+    with pytest.raises(reg.RegistryError, match="together"):
+        reg.ClientPool({"username": "x"}, "127.0.0.1:5000").credentials("127.0.0.1:5000")
+
+
+# --------------------------------------------------------------------------- errors, media types, digests
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "authenticated", "expected"),
+    [
+        (
+            404,
+            fixture_bytes("manifest-unknown.json"),
+            "",
+            "not found on 127.0.0.1:5000 (MANIFEST_UNKNOWN: manifest unknown)",
+        ),
+        (401, fixture_bytes("unauthorized.json"), "", "refused the request anonymously"),
+        (401, fixture_bytes("unauthorized.json"), "fleet", "as fleet (UNAUTHORIZED: authentication required); check"),
+        (
+            403,
+            b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}',
+            "",
+            "denied access",
+        ),
+        (
+            405,
+            b'{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}',
+            "",
+            "storage.delete.enabled",
+        ),
+        (400, fixture_bytes("delete-by-tag.json"), "", "HTTP 400 (DIGEST_INVALID: provided digest"),
+        (502, b"<html>bad gateway</html>", "", "answered HTTP 502 (HTTP 502)"),
+    ],
+)
+def test_describe_failure(status, body, authenticated, expected):
+    assert expected in reg.describe_failure(status, body, "doing it", "127.0.0.1:5000", authenticated)
+
+
+def test_captured_index_digest_matches_header():
+    body = fixture_bytes("busybox-index.json")
+    headers = fixture_headers("busybox-index.headers")
+    assert reg.compute_digest(body) == headers["Docker-Content-Digest"] == INDEX_DIGEST
+    assert reg.verify_digest(body, INDEX_DIGEST, "x") == INDEX_DIGEST
+    with pytest.raises(reg.DigestMismatch, match="not used"):
+        reg.verify_digest(body + b" ", INDEX_DIGEST, "x")
+    assert reg.compute_digest(b"", "sha512").startswith("sha512:cf83e1357eef")
+    with pytest.raises(reg.RegistryError, match="unsupported digest algorithm"):
+        reg.compute_digest(b"", "md5")
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "expected"),
+    [
+        (json.loads(fixture_bytes("busybox-index.json")), "", reg.DOCKER_LIST),
+        (json.loads(fixture_bytes("busybox-armhf-manifest.json")), "", reg.DOCKER_MANIFEST),
+        ({"schemaVersion": 2, "manifests": []}, "", reg.OCI_INDEX),
+        ({"schemaVersion": 2, "config": {}, "layers": []}, "", reg.OCI_MANIFEST),
+        ({"schemaVersion": 2, "manifests": []}, reg.OCI_INDEX + "; charset=utf-8", reg.OCI_INDEX),
+    ],
+)
+def test_manifest_media_type(data, content_type, expected):
+    assert reg.manifest_media_type(data, content_type) == expected
+
+
+def test_schema1_refused():
+    with pytest.raises(reg.RegistryError, match="schema 1"):
+        reg.manifest_media_type({"schemaVersion": 1, "name": "x"}, "")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"token":"abc","expires_in":300}', ("abc", 300)),
+        (b'{"access_token":"xyz"}', ("xyz", 60)),
+        (b'{"token":"abc","expires_in":"soon"}', ("abc", 60)),
+    ],
+)
+def test_parse_token_response(body, expected):
+    assert reg.parse_token_response(body, REALM) == expected
+
+
+@pytest.mark.parametrize("body", [b"<html>", b"[]", b'{"token": ""}'])
+def test_parse_token_response_refuses(body):
+    with pytest.raises(reg.RegistryError, match="token server"):
+        reg.parse_token_response(body, REALM)
+
+
+# --------------------------------------------------------------------------- the client over a stub session
+
+
+def response(status: int, body: bytes = b"", headers: dict | None = None, url: str = "") -> requests.Response:
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = body
+    resp.headers = CaseInsensitiveDict(headers or {})
+    resp.url = url
+    return resp
+
+
+class StubSession:
+    """Plays back a script of responses (or exceptions) and records every request."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.calls = []
+
+    def request(self, method, url, headers=None, **kwargs):
+        self.calls.append({"method": method, "url": url, "headers": dict(headers or {}), **kwargs})
+        if not self.script:
+            raise AssertionError(f"unexpected request {method} {url}")
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def get(self, url, **kwargs):
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url, **kwargs):
+        return self.request("POST", url, **kwargs)
+
+
+def client(script, registry="127.0.0.1:5443", **kwargs):
+    sleeps = []
+    session = StubSession(script)
+    kwargs.setdefault("probe", lambda host, port, timeout: None)  # no sockets in unit tests
+    cli = reg.RegistryClient(registry, session=session, sleep=sleeps.append, **kwargs)
+    return cli, session, sleeps
+
+
+def index_response(body=None):
+    headers = fixture_headers("busybox-index.headers")
+    return response(200, fixture_bytes("busybox-index.json") if body is None else body, headers)
+
+
+def test_get_manifest_verifies_digest_by_tag_and_by_digest():
+    cli, session, _sleeps = client([index_response(), index_response()])
+    got = cli.get_manifest("library/busybox", "latest")
+    assert (got.digest, got.media_type, got.is_index, got.size) == (INDEX_DIGEST, reg.DOCKER_LIST, True, 1291)
+    assert session.calls[0]["headers"]["Accept"] == reg.MANIFEST_ACCEPT
+    assert session.calls[0]["url"] == "https://127.0.0.1:5443/v2/library/busybox/manifests/latest"
+    assert cli.get_manifest("library/busybox", INDEX_DIGEST).digest == INDEX_DIGEST
+
+
+@pytest.mark.parametrize("ref", ["latest", INDEX_DIGEST])
+def test_get_manifest_refuses_tampered_content(ref):
+    tampered = fixture_bytes("busybox-index.json").replace(b"arm64", b"amd64")
+    cli, _session, _sleeps = client([index_response(tampered)])
+    with pytest.raises(reg.DigestMismatch, match=INDEX_DIGEST):
+        cli.get_manifest("library/busybox", ref)
+
+
+def test_get_blob_verifies_digest():
+    body = fixture_bytes("busybox-armhf-config.json")
+    digest = reg.compute_digest(body)
+    cli, _session, _sleeps = client([response(200, body), response(200, body[:-1])])
+    assert cli.get_blob("library/busybox", digest) == body
+    with pytest.raises(reg.DigestMismatch):
+        cli.get_blob("library/busybox", digest)
+
+
+def test_retries_5xx_and_connection_errors_with_backoff():
+    cli, session, sleeps = client(
+        [response(503), requests.exceptions.ConnectionError("reset"), response(502), index_response()]
+    )
+    # the first answer fixed the scheme (HTTPS), so a later connection error is retried, not a fallback
+    assert cli.get_manifest("library/busybox", "latest").digest == INDEX_DIGEST
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert len(session.calls) == 4
+    assert all(call["timeout"] == reg.DEFAULT_TIMEOUT for call in session.calls)
+
+
+def test_retry_after_is_honoured():
+    cli, _session, sleeps = client([response(429, headers={"Retry-After": "3"}), index_response()])
+    cli.get_manifest("library/busybox", "latest")
+    assert sleeps == [3.0]
+
+
+def test_gives_up_after_retries():
+    # 192.0.2.10 (a documentation address) is not loopback, so no plain-HTTP attempt; the stub sends nothing.
+    cli, session, sleeps = client([requests.exceptions.ConnectTimeout("slow")] * 4, registry="192.0.2.10:5000")
+    with pytest.raises(reg.RegistryError, match=r"cannot reach 192\.0\.2\.10:5000 after 4 attempts"):
+        cli.get_manifest("library/busybox", "latest")
+    assert len(session.calls) == 4 and len(sleeps) == 3
+
+
+def test_5xx_after_retries_is_an_error():
+    cli, _session, _sleeps = client([response(500)] * 4)
+    with pytest.raises(reg.RegistryError, match="answered HTTP 500") as info:
+        cli.get_manifest("library/busybox", "latest")
+    assert info.value.status == 500
+
+
+def test_404_is_not_retried():
+    cli, session, sleeps = client([response(404, fixture_bytes("manifest-unknown.json"))])
+    with pytest.raises(reg.RegistryError, match="MANIFEST_UNKNOWN") as info:
+        cli.get_manifest("library/busybox", "no-such-tag")
+    assert (info.value.status, info.value.codes, len(session.calls), sleeps) == (404, ("MANIFEST_UNKNOWN",), 1, [])
+
+
+def test_head_manifest_missing_and_present():
+    headers = fixture_headers("busybox-index.headers")
+    cli, session, _sleeps = client([response(404), response(200, b"", headers)])
+    assert cli.head_manifest("library/busybox", "nope") is None
+    assert cli.head_manifest("library/busybox", "latest") == {
+        "digest": INDEX_DIGEST,
+        "media_type": reg.DOCKER_LIST,
+        "size": 1291,
+    }
+    assert [c["method"] for c in session.calls] == ["HEAD", "HEAD"]
+
+
+def basic_challenge():
+    return response(401, fixture_bytes("unauthorized.json"), fixture_headers("tls-challenge.headers"))
+
+
+def test_basic_challenge_then_preemptive_auth():
+    creds = reg.Credentials("fleet", "pw")
+    cli, session, _sleeps = client([basic_challenge(), index_response(), index_response()], credentials=creds)
+    cli.get_manifest("library/busybox", "latest")
+    cli.get_manifest("library/busybox", "latest")
+    expected = "Basic " + _auth("fleet", "pw")
+    assert "Authorization" not in session.calls[0]["headers"]
+    assert session.calls[1]["headers"]["Authorization"] == expected
+    assert session.calls[2]["headers"]["Authorization"] == expected  # no second challenge round trip
+
+
+def test_basic_challenge_without_credentials():
+    cli, _session, _sleeps = client([basic_challenge()])
+    with pytest.raises(reg.RegistryError, match="give username and password") as info:
+        cli.get_manifest("library/busybox", "latest")
+    assert info.value.status == 401
+
+
+def test_basic_wrong_password_names_user_not_password():
+    creds = reg.Credentials("fleet", "wrong-secret")
+    cli, _session, _sleeps = client([basic_challenge(), basic_challenge()], credentials=creds)
+    with pytest.raises(reg.RegistryError, match="as fleet") as info:
+        cli.get_manifest("library/busybox", "latest")
+    assert "wrong-secret" not in str(info.value)
+
+
+def bearer_challenge():
+    """Captured from the token registry: scope repository:fleet-test/manifest-smoke:pull."""
+    return response(401, fixture_bytes("bearer-unauthorized.json"), fixture_headers("bearer-challenge.headers"))
+
+
+def token(value: str, expires_in: int = 300) -> requests.Response:
+    data = json.loads(fixture_bytes("token-response.json"))
+    data.update(token=value, access_token=value, expires_in=expires_in)
+    return response(200, json.dumps(data).encode())
+
+
+def test_captured_bearer_challenge():
+    header = fixture_headers("bearer-challenge.headers")["www-authenticate"]
+    assert reg.parse_www_authenticate(header) == [
+        ("bearer", {"realm": REALM, "service": "fleet-testenv-registry", "scope": f"repository:{REPO}:pull"})
+    ]
+    assert reg.parse_token_response(fixture_bytes("token-response.json"), REALM) == ("<redacted JWT>", 300)
+
+
+def test_bearer_flow_fetches_scoped_token_and_reuses_it():
+    creds = reg.Credentials("fleet", "pw")
+    script = [
+        bearer_challenge(),
+        token("T1"),
+        index_response(),
+        index_response(),  # same scope: the cached token
+        token("T2"),  # pull,push on the same repository needs a new token
+        response(201, b"", {"Docker-Content-Digest": INDEX_DIGEST}),
+    ]
+    cli, session, _sleeps = client(script, credentials=creds)
+    cli.get_manifest(REPO, "latest")
+    cli.get_manifest(REPO, "latest")
+    cli.put_manifest(REPO, "v1", fixture_bytes("busybox-index.json"), reg.DOCKER_LIST)
+    token_call = session.calls[1]
+    assert token_call["url"] == REALM
+    assert token_call["params"] == [
+        ("service", "fleet-testenv-registry"),
+        ("scope", "repository:fleet-test/manifest-smoke:pull"),
+    ]
+    assert token_call["auth"] == ("fleet", "pw")
+    assert session.calls[2]["headers"]["Authorization"] == "Bearer T1"
+    assert session.calls[3]["headers"]["Authorization"] == "Bearer T1"
+    assert session.calls[4]["params"] == [
+        ("service", "fleet-testenv-registry"),
+        ("scope", "repository:fleet-test/manifest-smoke:pull,push"),
+    ]
+    assert session.calls[5]["headers"]["Authorization"] == "Bearer T2"
+    assert session.calls[5]["headers"]["Content-Type"] == reg.DOCKER_LIST
+
+
+def test_bearer_token_expiry_refetches():
+    now = [1000.0]
+    script = [
+        bearer_challenge(),
+        token("T1", 60),
+        index_response(),
+        token("T2", 60),
+        index_response(),
+    ]
+    session = StubSession(script)
+    cli = reg.RegistryClient(
+        "127.0.0.1:5443", session=session, sleep=lambda s: None, clock=lambda: now[0], probe=lambda *a: None
+    )
+    cli.get_manifest(REPO, "latest")
+    now[0] += 120
+    cli.get_manifest(REPO, "latest")
+    assert session.calls[4]["headers"]["Authorization"] == "Bearer T2"
+    assert "auth" in session.calls[3] and session.calls[3]["auth"] is None  # anonymous token request
+
+
+def test_bearer_mount_asks_for_both_repositories():
+    script = [
+        bearer_challenge(),
+        token("T"),
+        response(201, b"", {"Location": "/v2/fleet-test/manifest-smoke/blobs/sha256:x"}),
+    ]
+    cli, session, _sleeps = client(script)
+    assert cli.mount_blob(REPO, ARMHF_DIGEST, "library/busybox") == ""
+    scopes = [v for k, v in session.calls[1]["params"] if k == "scope"]
+    assert scopes == ["repository:fleet-test/manifest-smoke:pull,push", "repository:library/busybox:pull"]
+    assert session.calls[2]["params"] == {"mount": ARMHF_DIGEST, "from": "library/busybox"}
+
+
+def test_bearer_identity_token_uses_oauth2_refresh_grant():
+    creds = reg.Credentials("", "", "refresh-me")
+    cli, session, _sleeps = client(
+        [bearer_challenge(), response(200, b'{"access_token":"A"}'), index_response()], credentials=creds
+    )
+    cli.get_manifest(REPO, "latest")
+    form = session.calls[1]["data"]
+    assert session.calls[1]["method"] == "POST"
+    assert form["grant_type"] == "refresh_token" and form["refresh_token"] == "refresh-me"  # noqa: S105 - a test value
+    assert session.calls[2]["headers"]["Authorization"] == "Bearer A"
+
+
+def test_bearer_token_server_refuses():
+    creds = reg.Credentials("fleet", "bad-pw")
+    cli, _session, _sleeps = client([bearer_challenge(), response(401, b"")], credentials=creds)
+    with pytest.raises(reg.RegistryError, match="refused user 'fleet'") as info:
+        cli.get_manifest(REPO, "latest")
+    assert "bad-pw" not in str(info.value)
+
+
+def test_unsupported_challenge():
+    cli, _session, _sleeps = client([response(401, b"", {"WWW-Authenticate": 'Negotiate realm="x"'})])
+    with pytest.raises(reg.RegistryError, match="unsupported scheme"):
+        cli.get_manifest(REPO, "latest")
+
+
+def test_loopback_connection_refused_tries_plain_http_then_retries():
+    refused = requests.exceptions.ConnectionError("refused")
+    cli, session, sleeps = client([refused, refused, index_response()], registry="127.0.0.1:5000")
+    cli.get_manifest("library/busybox", "latest")
+    assert [c["url"].split(":")[0] for c in session.calls] == ["https", "http", "http"]
+    assert sleeps == [0.5]
+
+
+def test_loopback_falls_back_to_plain_http_once():
+    wrong_version = requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    cli, session, sleeps = client([wrong_version, index_response(), index_response()], registry="127.0.0.1:5000")
+    cli.get_manifest("library/busybox", "latest")
+    cli.get_manifest("library/busybox", "latest")
+    assert [c["url"].split(":")[0] for c in session.calls] == ["https", "http", "http"]
+    assert sleeps == []
+
+
+def test_certificate_error_never_falls_back():
+    bad_cert = requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    cli, session, _sleeps = client([bad_cert], registry="127.0.0.1:5443")
+    with pytest.raises(reg.RegistryError, match="give ca_cert"):
+        cli.get_manifest("library/busybox", "latest")
+    assert len(session.calls) == 1
+
+
+def test_secure_registry_never_uses_plain_http():
+    wrong_version = requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    cli, _session, _sleeps = client([wrong_version], registry="192.0.2.10:5000")
+    with pytest.raises(reg.RegistryError, match="insecure_registries"):
+        cli.get_manifest("library/busybox", "latest")
+
+
+def test_insecure_option_allows_plain_http():
+    wrong_version = requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    cli, session, _sleeps = client([wrong_version, index_response()], registry="192.0.2.10:5000", insecure=True)
+    cli.get_manifest("library/busybox", "latest")
+    assert session.calls[1]["url"].startswith("http://192.0.2.10:5000/v2/")
+
+
+def test_tls_options_reach_requests(tmp_path):
+    ca = str(tmp_path / "ca.crt")
+    cli, session, _sleeps = client([index_response()], ca_cert=ca)
+    cli.get_manifest("library/busybox", "latest")
+    assert session.calls[0]["verify"] == ca
+    cli, session, _sleeps = client([index_response()], validate_certs=False, ca_cert=ca)
+    cli.get_manifest("library/busybox", "latest")
+    assert session.calls[0]["verify"] is False
+
+
+def test_put_manifest_checks_stored_digest():
+    body = fixture_bytes("busybox-index.json")
+    cli, _session, _sleeps = client([response(201, b"", {"Docker-Content-Digest": ARMHF_DIGEST})])
+    with pytest.raises(reg.DigestMismatch, match="stored digest"):
+        cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+
+
+def test_mount_falls_back_to_upload_session():
+    body = fixture_bytes("busybox-armhf-config.json")
+    digest = reg.compute_digest(body)
+    script = [
+        response(202, b"", {"Location": "/v2/fleet-test/manifest-smoke/blobs/uploads/uuid?_state=abc"}),
+        response(201, b"", {"Docker-Content-Digest": digest}),
+    ]
+    cli, session, _sleeps = client(script)
+    upload = cli.mount_blob(REPO, digest, "other/repo")
+    assert upload == "https://127.0.0.1:5443/v2/fleet-test/manifest-smoke/blobs/uploads/uuid?_state=abc"
+    cli.upload_blob(REPO, digest, body, upload)
+    put = session.calls[1]
+    assert (put["method"], put["url"], put["params"], put["data"]) == ("PUT", upload, {"digest": digest}, body)
+
+
+def test_upload_refuses_wrong_content():
+    cli, session, _sleeps = client([])
+    with pytest.raises(reg.DigestMismatch):
+        cli.upload_blob(REPO, ARMHF_DIGEST, b"other bytes")
+    assert session.calls == []
+
+
+def test_list_tags_follows_pagination():
+    script = [
+        response(200, b'{"name":"a","tags":["v1","v2"]}', {"Link": '</v2/a/tags/list?last=v2&n=2>; rel="next"'}),
+        response(200, b'{"name":"a","tags":["v3"]}'),
+    ]
+    cli, session, _sleeps = client(script)
+    assert cli.list_tags("a") == ["v1", "v2", "v3"]
+    assert session.calls[1]["url"] == "https://127.0.0.1:5443/v2/a/tags/list?last=v2&n=2"
+
+
+@pytest.mark.parametrize(("answer", "scheme"), [(True, "https"), (False, "http")])
+def test_probe_decides_the_scheme_of_an_insecure_registry(answer, scheme):
+    probes = []
+
+    def probe(host, port, timeout):
+        probes.append((host, port))
+        return answer
+
+    cli, session, _sleeps = client([index_response(), index_response()], registry="127.0.0.1:5000", probe=probe)
+    cli.get_manifest("library/busybox", "latest")
+    cli.get_manifest("library/busybox", "latest")
+    assert [c["url"].split(":")[0] for c in session.calls] == [scheme, scheme]
+    assert probes == [("127.0.0.1", 5000)]  # once per client
+
+
+def test_secure_registry_is_not_probed():
+    cli, session, _sleeps = client(
+        [index_response()], registry="192.0.2.10:5000", probe=lambda *a: pytest.fail("probed")
+    )
+    cli.get_manifest("library/busybox", "latest")
+    assert session.calls[0]["url"].startswith("https://")
+
+
+@pytest.mark.parametrize(
+    ("registry", "expected"),
+    [("127.0.0.1:5000", ("127.0.0.1", 5000)), ("[::1]:5443", ("::1", 5443)), ("localhost", ("localhost", 443))],
+)
+def test_split_host_port(registry, expected):
+    assert reg.split_host_port(registry) == expected
