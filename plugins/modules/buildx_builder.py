@@ -1,0 +1,598 @@
+#!/usr/bin/python
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: buildx_builder
+short_description: Manage docker buildx builder instances and their nodes
+version_added: 0.1.0
+description:
+  - Creates, changes and removes builder instances the way C(docker buildx create), C(create --append),
+    C(create --leave), C(rm) and C(use) do, and reports each node's status and platforms like
+    C(docker buildx inspect).
+  - A builder can have several nodes, each a BuildKit daemon on its own machine with the platforms it builds
+    natively. Adding a real arm64 machine (a Raspberry Pi 5, an ARM server) as a node makes buildx send
+    arm64 builds there instead of emulating them with QEMU.
+  - Idempotent - the stored builder (C($DOCKER_CONFIG/buildx/instances/NAME), the file buildx itself reads)
+    is compared with what was asked. A missing node is appended, a node that differs is replaced (C(--leave)
+    then C(--append)), a node that was not asked for leaves; the builder is recreated only when its driver
+    changes or its only node differs.
+  - With O(driver=docker) the builder is a docker context - buildx creates one docker-driver builder per
+    context by itself and allows no other. The module then checks that the context O(name) exists and, with
+    O(use=true), makes it current.
+  - The docker-container driver runs BuildKit from an image (C(moby/buildkit:buildx-stable-1) by default) on
+    each node's engine. Creating and inspecting the builder needs no image; O(bootstrap=true) pulls it, and
+    when it cannot be pulled the module fails naming the image. Set O(driver_opts) C(image) to a copy in a
+    registry the engines can reach.
+author:
+  - fleet.multiarch contributors (@fleet-multiarch)
+options:
+  name:
+    description:
+      - Name of the builder. With O(driver=docker), the name of the docker context.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) creates or updates the builder, V(absent) removes it (C(docker buildx rm)).
+    type: str
+    choices: [present, absent]
+    default: present
+  driver:
+    description:
+      - The buildx driver. V(docker) uses the engine's own BuildKit through the docker context O(name).
+    type: str
+    choices: [docker-container, remote, kubernetes, docker]
+    default: docker-container
+  endpoint:
+    description:
+      - Endpoint of a single-node builder - a docker context name or an address (C(unix://), C(tcp://),
+        C(ssh://user@host)). Use O(nodes) for several nodes.
+      - When neither O(endpoint) nor O(nodes) is given, buildx uses the current docker context and the
+        endpoint is not compared.
+    type: str
+  platforms:
+    description:
+      - Platforms fixed for the node of a single-node builder (C(--platform)), e.g. C(linux/arm64).
+      - Any spelling the collection knows is accepted (C(aarch64), C(armhf)); they are normalised.
+    type: list
+    elements: str
+  nodes:
+    description:
+      - The nodes of the builder, in order. Nodes of the builder that are not listed are removed.
+      - The first node decides where builds go for platforms no node claims.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - Node name; defaults to the builder name followed by the node's index (C(mybuilder0)), as buildx
+            names nodes.
+        type: str
+      endpoint:
+        description:
+          - A docker context name or an address (C(unix://), C(tcp://host:port), C(ssh://user@host)).
+        type: str
+        required: true
+      platforms:
+        description:
+          - The platforms this node builds natively, e.g. C([linux/arm64]) for a Raspberry Pi 5.
+        type: list
+        elements: str
+      driver_opts:
+        description:
+          - Driver options of this node, merged over O(driver_opts).
+        type: dict
+  driver_opts:
+    description:
+      - Driver options for every node (C(--driver-opt key=value)), e.g. C(image), C(network), C(cacert),
+        C(namespace). Values are converted to strings.
+    type: dict
+  buildkitd_config:
+    description:
+      - Content of the BuildKit daemon configuration (C(buildkitd.toml)), for example registry mirrors and
+        insecure registries. Compared by meaning (buildx rewrites the TOML it stores); on targets with Python
+        older than 3.11 and without the C(tomli) package the comparison is textual.
+    type: str
+  buildkitd_flags:
+    description:
+      - BuildKit daemon flags, e.g. C(--debug --allow-insecure-entitlement security.insecure).
+    type: str
+  use:
+    description:
+      - Make this the current builder (C(docker buildx use)). With O(driver=docker) this switches the docker
+        CLI's current context (C(docker context use)), as buildx requires.
+    type: bool
+    default: false
+  bootstrap:
+    description:
+      - Start the builder's nodes (C(docker buildx inspect --bootstrap)) and fail when a node cannot start.
+      - Not done in check mode.
+    type: bool
+    default: false
+  docker_cli:
+    description:
+      - Path of the docker CLI. Defaults to C(docker) on PATH.
+    type: path
+  docker_host:
+    description:
+      - The engine to talk to (C(DOCKER_HOST)), for builders whose endpoint is the current context.
+    type: str
+  docker_context:
+    description:
+      - The docker context to use (C(DOCKER_CONTEXT)).
+    type: str
+  docker_config:
+    description:
+      - The docker CLI configuration directory (C(DOCKER_CONFIG)) that holds contexts and builders.
+        Defaults to C(~/.docker) of the user the module runs as.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    description: Reports the commands it would run and the builder it would leave; changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the stored builder configuration before and after.
+  idempotent:
+    support: full
+    description: Compares the stored builder with the options; a second run changes nothing.
+  platform:
+    platforms: posix
+    support: full
+    description: Linux and other POSIX hosts with the docker CLI and its buildx plugin.
+notes:
+  - Needs the docker buildx plugin (see M(fleet.multiarch.buildx_plugin)).
+  - Builders belong to the docker configuration directory (O(docker_config)), so they are per user.
+seealso:
+  - module: fleet.multiarch.buildx_builder_info
+  - module: fleet.multiarch.buildx_plugin
+  - name: docker buildx create
+    description: The command this module drives.
+    link: https://docs.docker.com/reference/cli/docker/buildx/create/
+"""
+
+EXAMPLES = r"""
+- name: A builder on this host's engine, with a BuildKit image from the local registry
+  fleet.multiarch.buildx_builder:
+    name: multiarch
+    driver: docker-container
+    driver_opts:
+      image: registry.example.com/moby/buildkit:buildx-stable-1
+      network: host
+    buildkitd_config: |
+      [registry."registry.example.com"]
+        mirrors = ["mirror.example.com"]
+      [registry."10.0.0.5:5000"]
+        http = true
+        insecure = true
+    use: true
+    bootstrap: true
+
+- name: Build arm64 natively on a Raspberry Pi 5 and arm/v7 on a Pi 3; amd64 stays local
+  fleet.multiarch.buildx_builder:
+    name: fleet
+    driver: docker-container
+    nodes:
+      - name: local
+        endpoint: default
+        platforms: [linux/amd64, linux/386]
+      - name: pi5
+        endpoint: ssh://builder@pi5.example.com
+        platforms: [linux/arm64]
+      - name: pi3
+        endpoint: ssh://builder@pi3.example.com
+        platforms: [linux/arm/v7, linux/arm/v6]
+    use: true
+
+- name: BuildKit daemons that already run (remote driver, TLS)
+  fleet.multiarch.buildx_builder:
+    name: farm
+    driver: remote
+    driver_opts:
+      cacert: /etc/buildkit/ca.pem
+      cert: /etc/buildkit/client.pem
+      key: /etc/buildkit/client-key.pem
+    nodes:
+      - endpoint: tcp://arm-server.example.com:1234
+        platforms: [linux/arm64]
+
+- name: Build with the engine behind the docker context "lab" (docker driver)
+  fleet.multiarch.buildx_builder:
+    name: lab
+    driver: docker
+    use: true
+
+- name: Remove a builder
+  fleet.multiarch.buildx_builder:
+    name: fleet
+    state: absent
+"""
+
+RETURN = r"""
+name:
+  description: The builder name.
+  returned: always
+  type: str
+  sample: fleet
+driver:
+  description: The builder's driver.
+  returned: always
+  type: str
+  sample: docker-container
+current:
+  description: Whether this is the current builder (after the change).
+  returned: always
+  type: bool
+commands:
+  description: The docker commands run (in check mode, those that would run).
+  returned: always
+  type: list
+  elements: str
+  sample: ["docker buildx create --name fleet --append --node pi5 --driver docker-container --platform linux/arm64 -- ssh://builder@pi5"]
+nodes:
+  description:
+    - The builder's nodes as C(docker buildx inspect) reports them. In check mode, the nodes that would exist,
+      with an empty status for new ones. Empty when O(state=absent).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Node name.
+      type: str
+      sample: pi5
+    endpoint:
+      description: Docker context or address of the node.
+      type: str
+      sample: ssh://builder@pi5.example.com
+    status:
+      description: V(running), V(inactive), V(stopped), V(error) ... as buildx reports it.
+      type: str
+      sample: inactive
+    platforms:
+      description: The platforms the node reports (a running node reports what it can build, emulation included;
+        an inactive one only its fixed platforms).
+      type: list
+      elements: str
+      sample: [linux/arm64]
+    fixed_platforms:
+      description: The platforms set for the node with C(--platform).
+      type: list
+      elements: str
+    buildkit_version:
+      description: BuildKit version of a running node.
+      type: str
+      sample: v0.13.1
+    driver_opts:
+      description: Driver options of the node.
+      type: dict
+    buildkitd_flags:
+      description: BuildKit daemon flags of the node.
+      type: list
+      elements: str
+    error:
+      description: The error buildx reports for the node, if any.
+      type: str
+"""
+
+import shlex
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, normalize_platform
+
+ARGUMENT_SPEC = {
+    "name": {"type": "str", "required": True},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "driver": {"type": "str", "choices": list(bx.DRIVERS), "default": "docker-container"},
+    "endpoint": {"type": "str"},
+    "platforms": {"type": "list", "elements": "str"},
+    "nodes": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "name": {"type": "str"},
+            "endpoint": {"type": "str", "required": True},
+            "platforms": {"type": "list", "elements": "str"},
+            "driver_opts": {"type": "dict"},
+        },
+    },
+    "driver_opts": {"type": "dict"},
+    "buildkitd_config": {"type": "str"},
+    "buildkitd_flags": {"type": "str"},
+    "use": {"type": "bool", "default": False},
+    "bootstrap": {"type": "bool", "default": False},
+    **bx.DOCKER_CLI_ARGS,
+}
+
+
+def _opts(value) -> dict:
+    out = {}
+    for key, item in (value or {}).items():
+        out[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    return out
+
+
+def desired_nodes(params: dict, stored) -> list:
+    """The nodes asked for, in the shape of :func:`_buildx.parse_instance` nodes (endpoint None = any)."""
+    flags = shlex.split(params["buildkitd_flags"] or "")
+    common = _opts(params["driver_opts"])
+    if params["nodes"]:
+        raw = params["nodes"]
+    else:
+        # a single-node builder: keep the name of an existing single node, else buildx's default name
+        existing = stored["nodes"][0]["name"] if stored and len(stored["nodes"]) == 1 else None
+        raw = [{"name": existing, "endpoint": params["endpoint"], "platforms": params["platforms"], "driver_opts": {}}]
+    out = []
+    for index, node in enumerate(raw):
+        name = node.get("name") or f"{params['name']}{index}"
+        try:
+            platforms = [normalize_platform(p) for p in node.get("platforms") or []]
+        except PlatformError as exc:
+            raise bx.BuildxError(f"node {name}: {exc}") from exc
+        out.append(
+            {
+                "name": name,
+                "endpoint": node.get("endpoint"),
+                "platforms": platforms,
+                "driver_opts": {**common, **_opts(node.get("driver_opts"))},
+                "buildkitd_flags": flags,
+                "buildkitd_config": params["buildkitd_config"],
+            }
+        )
+    names = [n["name"] for n in out]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise bx.BuildxError(f"node names must be unique; repeated: {', '.join(duplicates)}")
+    endpoints = [n["endpoint"] for n in out if n["endpoint"]]
+    duplicates = sorted({e for e in endpoints if endpoints.count(e) > 1})
+    if duplicates:
+        raise bx.BuildxError(
+            f"buildx allows one node per endpoint in a builder; repeated: {', '.join(duplicates)}"
+            " (give each machine its own docker context or address, or fix the platforms of the one node)"
+        )
+    return out
+
+
+def node_differences(wanted: dict, stored: dict, driver: str) -> list:
+    """Which settings of a stored node differ from the wanted one (empty when equal)."""
+    diffs = []
+    if wanted["endpoint"] is not None and wanted["endpoint"] != stored["endpoint"]:
+        diffs.append("endpoint")
+    if sorted(wanted["platforms"]) != sorted(stored["platforms"]):
+        diffs.append("platforms")
+    if wanted["driver_opts"] != stored["driver_opts"]:
+        diffs.append("driver_opts")
+    if wanted["buildkitd_flags"] != bx.user_flags(stored["buildkitd_flags"], driver):
+        diffs.append("buildkitd_flags")
+    if not bx.same_config(wanted["buildkitd_config"], stored["buildkitd_config"]):
+        diffs.append("buildkitd_config")
+    return diffs
+
+
+def plan(name: str, driver: str, wanted: list, stored) -> list:
+    """The steps from the stored builder to the wanted one: (action, node or None, reason).
+
+    Actions: ``rm`` (the whole builder), ``create`` (first node), ``append``, ``leave``.
+    """
+    if stored is None:
+        return [("create", wanted[0], "new builder")] + [("append", n, "new node") for n in wanted[1:]]
+    if stored["driver"] != driver:
+        steps = [("rm", None, f"driver {stored['driver']} -> {driver}")]
+        return steps + plan(name, driver, wanted, None)
+    by_name = {n["name"]: n for n in stored["nodes"]}
+    steps = []
+    for node in wanted:
+        old = by_name.get(node["name"])
+        if old is None:
+            steps.append(("append", node, "new node"))
+            continue
+        diffs = node_differences(node, old, driver)
+        if not diffs:
+            continue
+        if len(stored["nodes"]) == 1:  # buildx cannot remove the last node: recreate the builder
+            return [("rm", None, f"node {node['name']}: {', '.join(diffs)} changed"), *plan(name, driver, wanted, None)]
+        steps += [("leave", node, f"{', '.join(diffs)} changed"), ("append", node, f"{', '.join(diffs)} changed")]
+    wanted_names = {n["name"] for n in wanted}
+    steps += [("leave", n, "not in nodes") for n in stored["nodes"] if n["name"] not in wanted_names]
+    return steps
+
+
+def _config_view(stored) -> dict:
+    if not stored:
+        return {}
+    return {
+        "driver": stored["driver"],
+        "nodes": [
+            {
+                "name": n["name"],
+                "endpoint": n["endpoint"],
+                "platforms": n["platforms"],
+                "driver_opts": n["driver_opts"],
+                "buildkitd_flags": bx.user_flags(n["buildkitd_flags"], stored["driver"]),
+                "buildkitd_config": n["buildkitd_config"],
+            }
+            for n in stored["nodes"]
+        ],
+    }
+
+
+class BuilderManager:
+    def __init__(self, module, cli: bx.DockerCLI):
+        self.module = module
+        self.cli = cli
+        self.params = module.params
+        self.name = self.params["name"]
+        self.driver = self.params["driver"]
+        self.result = {"changed": False, "name": self.name, "driver": self.driver, "current": False, "commands": []}
+        self.diff = {"before": {}, "after": {}}
+
+    def record(self, argv: list):
+        self.result["commands"].append(" ".join(shlex.quote(a) for a in ["docker", *argv]))
+        self.result["changed"] = True
+
+    def run(self):
+        if self.driver == "docker":
+            return self.docker_driver()
+        stored = self.cli.stored_builder(self.name)
+        if stored is None and self.cli.inspect(self.name) is not None:
+            raise bx.BuildxError(
+                f"{self.name!r} is the builder of a docker context (docker driver), not a builder this module can"
+                f" change with driver {self.driver}: choose another name, or set driver: docker"
+            )
+        self.diff["before"] = _config_view(stored)
+        if self.params["state"] == "absent":
+            return self.absent(stored)
+        wanted = desired_nodes(self.params, stored)
+        for action, node, _reason in plan(self.name, self.driver, wanted, stored):
+            self.apply(action, node)
+        self.diff["after"] = {"driver": self.driver, "nodes": wanted}
+        if not self.module.check_mode:
+            self.diff["after"] = _config_view(self.cli.stored_builder(self.name))
+        self.finish(wanted)
+
+    def apply(self, action: str, node):
+        if action == "rm":
+            argv = ["buildx", "rm", "--", self.name]
+        elif action == "leave":
+            argv = ["buildx", "create", "--name", self.name, "--leave", "--node", node["name"]]
+        else:
+            argv = bx.build_create_argv(
+                self.name,
+                node["endpoint"],
+                node=node["name"],
+                driver=self.driver,
+                driver_opts=node["driver_opts"],
+                platforms=node["platforms"],
+                buildkitd_flags=node["buildkitd_flags"],
+                buildkitd_config_path="<buildkitd_config>" if node["buildkitd_config"] is not None else None,
+                append=action == "append",
+            )
+        self.record(argv)
+        if self.module.check_mode:
+            return
+        if action == "rm":
+            self.cli.remove(self.name)
+        elif action == "leave":
+            self.cli.leave(self.name, node["name"])
+        else:
+            self.cli.create(
+                self.name,
+                node["endpoint"],
+                node=node["name"],
+                driver=self.driver,
+                driver_opts=node["driver_opts"],
+                platforms=node["platforms"],
+                buildkitd_flags=node["buildkitd_flags"],
+                buildkitd_config=node["buildkitd_config"],
+                append=action == "append",
+            )
+
+    def finish(self, wanted=None):
+        exists = not (self.module.check_mode and self.cli.inspect(self.name) is None)
+        current = self.cli.current_builder()
+        if self.params["use"] and current != self.name:
+            if self.driver == "docker":
+                self.record(["context", "use", "--", self.name])
+                if not self.module.check_mode:
+                    self.cli.use_context(self.name)
+            else:
+                self.record(["buildx", "use", "--", self.name])
+                if not self.module.check_mode:
+                    self.cli.use(self.name)
+            current = self.name if self.module.check_mode else self.cli.current_builder()
+        self.result["current"] = current == self.name
+        if not exists:  # check mode, builder not created: report what would exist
+            self.result["nodes"] = [
+                {**bx._new_node(n["name"]), "endpoint": n["endpoint"] or "", "fixed_platforms": n["platforms"]}
+                for n in wanted or []
+            ]
+            return
+        before = self.cli.inspect(self.name)
+        if self.params["bootstrap"] and not self.module.check_mode:
+            self.bootstrap(before)
+        else:
+            self.result["nodes"] = before["nodes"] if before else []
+
+    def bootstrap(self, before):
+        try:
+            after = self.cli.inspect(self.name, bootstrap=True)
+        except bx.BuildxError as exc:
+            stored = self.cli.stored_builder(self.name) or {"nodes": []}
+            images = sorted({n["driver_opts"].get("image") or bx.DEFAULT_BUILDKIT_IMAGE for n in stored["nodes"]})
+            opts = {"image": images[0]} if images else {}
+            hint = bx.bootstrap_hint(self.driver, opts, exc.stderr)
+            if len(images) > 1:
+                hint += f" (images of the nodes: {', '.join(images)})"
+            exc.args = (f"builder {self.name} could not start: {bx.last_error(exc.stderr) or exc} - {hint}",)
+            self.result["nodes"] = before["nodes"] if before else []
+            raise
+        was = {n["name"]: n["status"] for n in (before or {}).get("nodes", [])}
+        if any(n["status"] == "running" and was.get(n["name"]) != "running" for n in after["nodes"]):
+            self.result["changed"] = True
+            self.result["commands"].append(f"docker buildx inspect --bootstrap -- {shlex.quote(self.name)}")
+        self.result["nodes"] = after["nodes"]
+
+    def absent(self, stored):
+        self.result["nodes"] = []
+        if stored is not None:
+            self.apply("rm", None)
+        self.result["current"] = False
+
+    def docker_driver(self):
+        for option in ("endpoint", "platforms", "nodes", "driver_opts", "buildkitd_config", "buildkitd_flags"):
+            if self.params[option]:
+                raise bx.BuildxError(
+                    f"{option} cannot be set with driver: docker - that builder is the docker context {self.name!r}"
+                    " and uses the engine's own BuildKit; use driver: docker-container (or remote) to configure nodes"
+                )
+        if self.params["state"] == "absent":
+            raise bx.BuildxError(
+                f"a docker-driver builder is the docker context {self.name!r} itself and cannot be removed with"
+                f" buildx; remove the context with `docker context rm {self.name}` if you mean to"
+            )
+        if not self.cli.context_exists(self.name):
+            raise bx.BuildxError(
+                f"there is no docker context {self.name!r} for a docker-driver builder: create it first, e.g."
+                f" `docker context create {self.name} --docker host=ssh://user@host`, or use driver: docker-container"
+            )
+        found = self.cli.inspect(self.name)
+        if found is not None and found["driver"] != "docker":
+            raise bx.BuildxError(
+                f"builder {self.name!r} exists with driver {found['driver']}, which hides the docker context of that"
+                " name: remove it (state: absent with its driver) or choose the driver it has"
+            )
+        view = {"driver": "docker", "nodes": [{"name": self.name, "endpoint": self.name}]}
+        self.diff["before"] = self.diff["after"] = view
+        self.finish()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("nodes", "endpoint"), ("nodes", "platforms")],
+        supports_check_mode=True,
+    )
+    manager = None
+    try:
+        cli = bx.DockerCLI.from_module(module)
+        manager = BuilderManager(module, cli)
+        manager.run()
+    except bx.BuildxError as exc:
+        extra = dict(manager.result) if manager else {}
+        extra.update(exc.to_result())
+        module.fail_json(msg=str(exc), **extra)
+    except Exception as exc:  # report anything unexpected with its traceback
+        extra = manager.result if manager else {}
+        module.fail_json(msg=f"unexpected error: {exc}", exception=traceback.format_exc(), **extra)
+    module.exit_json(diff=manager.diff, **manager.result)
+
+
+if __name__ == "__main__":
+    main()

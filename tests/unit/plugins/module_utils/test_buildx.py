@@ -1,0 +1,330 @@
+"""Unit tests for _buildx: parsers on captured real output, release helpers, the CLI runner's argv and env."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "buildx"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+# release -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("machine", "arch"),
+    [
+        ("x86_64", "amd64"),
+        ("aarch64", "arm64"),
+        ("armv7l", "arm-v7"),
+        ("armv6l", "arm-v6"),
+        ("riscv64", "riscv64"),
+        ("ppc64le", "ppc64le"),
+        ("s390x", "s390x"),
+    ],
+)
+def test_release_arch(machine, arch):
+    assert bx.release_arch(machine) == arch
+
+
+@pytest.mark.parametrize(("machine", "hint"), [("i686", "no linux release binary"), ("sparc64", "unknown")])
+def test_release_arch_without_binary(machine, hint):
+    with pytest.raises(bx.BuildxError, match=hint) as err:
+        bx.release_arch(machine)
+    assert "url" in str(err.value)
+
+
+@pytest.mark.parametrize("version", ["0.13.1", "v0.13.1"])
+def test_default_release_url(version):
+    assert (
+        bx.render_url(bx.RELEASE_URL, version, "arm-v7")
+        == "https://github.com/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-arm-v7"
+    )
+    assert (
+        bx.render_url(bx.RELEASE_CHECKSUMS_URL, version, "amd64")
+        == "https://github.com/docker/buildx/releases/download/v0.13.1/checksums.txt"
+    )
+
+
+def test_render_url_rejects_unknown_placeholders():
+    with pytest.raises(bx.BuildxError, match=r"only \{version\} and \{arch\}"):
+        bx.render_url("https://mirror/{release}/buildx", "0.13.1", "amd64")
+
+
+def test_checksums_file_gives_the_asset_of_the_default_url():
+    checksums = bx.parse_checksums(fixture("checksums-format-sample.txt"))
+    url = bx.render_url(bx.RELEASE_URL, "0.13.1", bx.release_arch("aarch64"))
+    assert checksums[url.rsplit("/", 1)[1]] == "3ba35a5d38361a64b62aeb9d20acc835ff6862a711cb438e610026b29c0ac489"
+    assert len(checksums) == 4
+
+
+def test_checksums_text_mode_and_paths():
+    text = f"{'A' * 64}  dist/buildx-v1.linux-amd64\nnot a line\n{'b' * 64} *other\n"
+    assert bx.parse_checksums(text) == {"buildx-v1.linux-amd64": "a" * 64, "other": "b" * 64}
+
+
+@pytest.mark.parametrize("value", ["sha256:" + "AB" * 32, " sha256:" + "ab" * 32 + " "])
+def test_parse_checksum(value):
+    assert bx.parse_checksum(value) == "ab" * 32
+
+
+@pytest.mark.parametrize("value", ["ab" * 32, "md5:" + "ab" * 16, "sha256:" + "ab" * 31, "sha256:" + "zz" * 32])
+def test_parse_checksum_rejects(value):
+    with pytest.raises(bx.BuildxError, match="sha256:<64 hex digits>"):
+        bx.parse_checksum(value)
+
+
+# parsers -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "version", "revision"),
+    [
+        (fixture("version-debian.txt"), "0.13.1+ds1", "0.13.1+ds1-3"),
+        ("github.com/docker/buildx v0.13.1 788433953af10f2a698f5c07611dddce2e08c7a0\n", "0.13.1", "788433953af1"),
+    ],
+)
+def test_parse_version(text, version, revision):
+    parsed = bx.parse_version(text)
+    assert parsed["version"] == version
+    assert parsed["revision"].startswith(revision)
+
+
+def test_parse_version_rejects_other_output():
+    with pytest.raises(bx.BuildxError, match="unexpected"):
+        bx.parse_version("docker: 'buildx' is not a docker command.\n")
+
+
+def test_parse_inspect_docker_driver_classic_engine():
+    builder = bx.parse_inspect(fixture("inspect-docker-classic.txt"))
+    assert (builder["name"], builder["driver"]) == ("fleet-classic", "docker")
+    [node] = builder["nodes"]
+    assert (node["name"], node["endpoint"], node["status"]) == ("fleet-classic", "fleet-classic", "running")
+    assert node["buildkit_version"] == "v0.8+unknown"
+    assert node["platforms"][:2] == ["linux/amd64", "linux/arm64"]
+    assert "linux/arm/v7" in node["platforms"]
+    assert node["fixed_platforms"] == []
+
+
+def test_parse_inspect_skips_the_label_block_of_the_containerd_engine():
+    builder = bx.parse_inspect(fixture("inspect-docker-containerd.txt"))
+    [node] = builder["nodes"]
+    assert node["status"] == "running"
+    assert node["buildkit_version"] == "v0.0.0+unknown"
+    # platforms the collection does not know (big-endian ppc64, mips64) are kept as printed
+    assert {"linux/amd64/v2", "linux/ppc64", "linux/mips64", "linux/loong64"} <= set(node["platforms"])
+    assert len(node["platforms"]) == 12
+
+
+def test_parse_inspect_multi_node_docker_container():
+    builder = bx.parse_inspect(fixture("inspect-docker-container-multi.txt"))
+    assert builder["driver"] == "docker-container"
+    assert builder["last_activity"].startswith("2026-")
+    first, pi5 = builder["nodes"]
+    assert first["driver_opts"] == {"image": "127.0.0.1:5000/moby/buildkit:buildx-stable-1", "network": "host"}
+    assert first["buildkitd_flags"] == ["--debug", "--allow-insecure-entitlement=network.host"]
+    assert first["fixed_platforms"] == ["linux/amd64", "linux/386"]
+    assert (pi5["name"], pi5["endpoint"], pi5["status"]) == ("pi5", "fleet-c2", "inactive")
+    assert pi5["platforms"] == pi5["fixed_platforms"] == ["linux/arm64", "linux/arm/v7"]
+
+
+def test_parse_inspect_remote_inactive():
+    builder = bx.parse_inspect(fixture("inspect-remote-inactive.txt"))
+    assert [(n["name"], n["endpoint"], n["status"], n["platforms"]) for n in builder["nodes"]] == [
+        ("pi5", "tcp://127.0.0.1:1", "inactive", ["linux/arm64"]),
+        ("pi3", "tcp://127.0.0.1:2", "inactive", ["linux/arm/v7"]),
+    ]
+
+
+def test_parse_inspect_rejects_an_error_text():
+    with pytest.raises(bx.BuildxError):
+        bx.parse_inspect(fixture("inspect-missing.stderr"))
+
+
+def test_parse_ls_json_deduplicates_and_matches_inspect():
+    builders = bx.parse_ls_json(fixture("ls.json"))
+    assert [b["name"] for b in builders] == ["fleet-multi", "fleet-remote", "default", "fleet-c2", "fleet-classic"]
+    by_name = {b["name"]: b for b in builders}
+    multi = bx.parse_inspect(fixture("inspect-docker-container-multi.txt"))
+    for from_ls, from_inspect in zip(by_name["fleet-multi"]["nodes"], multi["nodes"]):
+        for key in ("name", "endpoint", "status", "platforms", "fixed_platforms", "driver_opts", "buildkitd_flags"):
+            assert from_ls[key] == from_inspect[key], key
+    assert by_name["fleet-classic"]["nodes"][0]["fixed_platforms"] == []  # running: reported, not fixed
+
+
+def test_parse_ls_table():
+    assert bx.parse_ls_table(fixture("ls-table.txt")) == [
+        "fleet-multi",
+        "fleet-remote",
+        "default",
+        "fleet-c2",
+        "fleet-classic",
+    ]
+
+
+def test_parse_instance():
+    stored = bx.parse_instance(json.loads(fixture("instance-docker-container-multi.json")))
+    assert stored["driver"] == "docker-container"
+    first, pi5 = stored["nodes"]
+    assert first["platforms"] == ["linux/amd64", "linux/386"]
+    assert pi5["platforms"] == ["linux/arm64", "linux/arm/v7"]
+    assert bx.user_flags(first["buildkitd_flags"], "docker-container") == ["--debug"]
+    assert bx.user_flags(first["buildkitd_flags"], "remote") == first["buildkitd_flags"]
+    # buildx rewrote the TOML it was given
+    assert first["buildkitd_config"].startswith("\n[registry]\n")
+    remote = bx.parse_instance(json.loads(fixture("instance-remote.json")))
+    assert [(n["name"], n["buildkitd_config"], n["driver_opts"]) for n in remote["nodes"]] == [
+        ("pi5", None, {}),
+        ("pi3", None, {}),
+    ]
+
+
+GIVEN_CONFIG = '[registry."127.0.0.1:5000"]\n  http = true\n  insecure = true\n'
+
+
+def test_same_config_compares_meaning():
+    stored = bx.parse_instance(json.loads(fixture("instance-docker-container-multi.json")))["nodes"][0]
+    assert bx.same_config(GIVEN_CONFIG, stored["buildkitd_config"])
+    assert not bx.same_config(GIVEN_CONFIG.replace("insecure = true", "insecure = false"), stored["buildkitd_config"])
+    assert not bx.same_config(None, stored["buildkitd_config"])
+    assert bx.same_config(None, None)
+
+
+def test_same_config_without_a_toml_parser_compares_text(monkeypatch):
+    monkeypatch.setattr(bx, "_toml", None)
+    assert bx.same_config("# mirrors\n[a]\n  b = 1\n\n", "[a]\nb = 1")
+    assert not bx.same_config("[a]\nb = 1", "[a]\nb = 2")
+
+
+def test_build_create_argv_puts_user_values_after_double_dash():
+    argv = bx.build_create_argv(
+        "fleet",
+        "ssh://builder@pi5",
+        node="pi5",
+        driver="docker-container",
+        driver_opts={"network": "host", "image": "r/buildkit:1"},
+        platforms=["linux/arm64"],
+        buildkitd_flags=["--debug", "--allow-insecure-entitlement", "security.insecure"],
+        buildkitd_config_path="/run/fleet/buildkitd.toml",
+        append=True,
+    )
+    assert argv == [
+        "buildx",
+        "create",
+        "--name",
+        "fleet",
+        "--append",
+        "--node",
+        "pi5",
+        "--driver",
+        "docker-container",
+        "--driver-opt",
+        "image=r/buildkit:1",
+        "--driver-opt",
+        "network=host",
+        "--platform",
+        "linux/arm64",
+        "--buildkitd-flags",
+        "--debug --allow-insecure-entitlement security.insecure",
+        "--buildkitd-config",
+        "/run/fleet/buildkitd.toml",
+        "--",
+        "ssh://builder@pi5",
+    ]
+    assert bx.build_create_argv("b") == ["buildx", "create", "--name", "b"]
+
+
+def test_bootstrap_error_names_the_image_and_the_option():
+    stderr = fixture("bootstrap-error.stderr")
+    assert bx.last_error(stderr).startswith("Error response from daemon: failed to resolve reference")
+    hint = bx.bootstrap_hint("docker-container", {"image": "127.0.0.1:5000/moby/buildkit:buildx-stable-1"}, stderr)
+    assert "the BuildKit image 127.0.0.1:5000/moby/buildkit:buildx-stable-1 could not be pulled" in hint
+    assert "driver_opts.image" in hint
+    assert bx.DEFAULT_BUILDKIT_IMAGE in bx.bootstrap_hint("docker-container", {}, stderr)
+    assert "reachable" in bx.bootstrap_hint("remote", {}, "connection refused")
+
+
+# runner --------------------------------------------------------------------------------------------
+
+
+class FakeModule:
+    """Records run_command calls and answers from a table of argv tail -> (rc, out, err)."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def get_bin_path(self, name):
+        return f"/usr/bin/{name}"
+
+    def run_command(self, argv, environ_update=None, data=None):
+        self.calls.append((argv, environ_update))
+        return self.answers[tuple(argv[1:])]
+
+
+def test_runner_passes_connection_settings_as_environment():
+    module = FakeModule({("buildx", "version"): (0, fixture("version-debian.txt"), "")})
+    cli = bx.DockerCLI(
+        module, docker_host="unix:///run/x.sock", docker_context="lab", docker_config="/srv/ci/docker-config"
+    )
+    assert cli.version()["version"] == "0.13.1+ds1"
+    argv, env = module.calls[0]
+    assert argv == ["/usr/bin/docker", "buildx", "version"]
+    assert env == {
+        "DOCKER_HOST": "unix:///run/x.sock",
+        "DOCKER_CONTEXT": "lab",
+        "DOCKER_CONFIG": "/srv/ci/docker-config",
+    }
+    assert cli.config_dir == "/srv/ci/docker-config"
+
+
+def test_runner_inspect_missing_builder_is_none():
+    module = FakeModule({("buildx", "inspect", "--", "nosuch"): (1, "", fixture("inspect-missing.stderr"))})
+    assert bx.DockerCLI(module).inspect("nosuch") is None
+
+
+def test_runner_without_plugin_says_how_to_install_it():
+    module = FakeModule({("buildx", "version"): (1, "", "docker: 'buildx' is not a docker command.")})
+    with pytest.raises(bx.BuildxError, match=r"fleet\.multiarch\.buildx_plugin"):
+        bx.DockerCLI(module).version()
+
+
+def test_runner_list_falls_back_to_table_and_inspect():
+    module = FakeModule(
+        {
+            ("buildx", "ls", "--format", "json"): (1, "", "unknown flag: --format"),
+            ("buildx", "ls"): (
+                0,
+                "NAME/NODE DRIVER/ENDPOINT STATUS\nfleet-remote remote\n  pi5 tcp://x inactive\n",
+                "",
+            ),
+            ("buildx", "inspect", "--", "fleet-remote"): (0, fixture("inspect-remote-inactive.txt"), ""),
+        }
+    )
+    [builder] = bx.DockerCLI(module).list_builders()
+    assert [n["name"] for n in builder["nodes"]] == ["pi5", "pi3"]
+
+
+def test_runner_reads_stored_builder(tmp_path):
+    instances = tmp_path / "buildx" / "instances"
+    instances.mkdir(parents=True)
+    (instances / "fleet-remote").write_text(fixture("instance-remote.json"))
+    cli = bx.DockerCLI(FakeModule({}), docker_config=str(tmp_path))
+    assert cli.stored_builder("fleet-remote")["driver"] == "remote"
+    assert cli.stored_builder("absent") is None
+
+
+def test_runner_failure_carries_command_and_last_error():
+    module = FakeModule({("buildx", "rm", "--", "x"): (1, "", "some progress\nERROR: failed to remove x\n")})
+    with pytest.raises(bx.BuildxError) as err:
+        bx.DockerCLI(module).remove("x")
+    assert str(err.value) == "docker buildx rm x failed: failed to remove x"
+    assert err.value.to_result()["cmd"] == ["/usr/bin/docker", "buildx", "rm", "--", "x"]

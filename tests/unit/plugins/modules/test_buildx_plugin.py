@@ -1,0 +1,130 @@
+"""Unit tests for buildx_plugin: the checksum rules, and main() installing a local file (src) into a temp dir.
+
+The "binaries" here are tiny scripts that print what `docker-buildx version` prints; the integration tests
+install the real plugin binary over HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
+from ansible_collections.fleet.multiarch.plugins.modules import buildx_plugin as mod
+
+
+def fake_buildx(path, version: str) -> str:
+    path.write_text(f"#!/bin/sh\necho 'github.com/docker/buildx v{version} 0123abc'\n")
+    path.chmod(0o755)
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_main(args: dict, capsys) -> dict:
+    with patch_module_args(args), pytest.raises(SystemExit):
+        mod.main()
+    return json.loads(capsys.readouterr().out)
+
+
+class Params:
+    """An AnsibleModule stand-in for PluginInstaller.source()."""
+
+    def __init__(self, **kwargs):
+        self.params = {k: spec.get("default") for k, spec in mod.ARGUMENT_SPEC.items()}
+        self.params.update(kwargs)
+
+
+@pytest.fixture
+def amd64(monkeypatch):
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "6", "1", "x86_64")))
+
+
+def test_default_source_is_the_release_with_its_checksums(amd64, tmp_path):
+    installer = mod.PluginInstaller(Params(plugin_dir=str(tmp_path)))
+    assert installer.source() == (
+        "https://github.com/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-amd64",
+        "https://github.com/docker/buildx/releases/download/v0.13.1/checksums.txt",
+        None,
+    )
+
+
+def test_custom_url_without_checksum_is_refused(amd64, tmp_path):
+    installer = mod.PluginInstaller(Params(plugin_dir=str(tmp_path), url="https://mirror/buildx-{arch}"))
+    with pytest.raises(bx.BuildxError, match="refusing to install from https://mirror/buildx-amd64 without a checksum"):
+        installer.source()
+    opted_out = mod.PluginInstaller(Params(plugin_dir=str(tmp_path), url="https://mirror/x", skip_checksum=True))
+    assert opted_out.source() == ("https://mirror/x", None, None)
+
+
+def test_custom_url_with_checksum_url_template(amd64, tmp_path):
+    installer = mod.PluginInstaller(
+        Params(
+            plugin_dir=str(tmp_path),
+            version="v0.14.0",
+            url="https://m/{version}/b",
+            checksum_url="https://m/{version}/sums",
+        )
+    )
+    assert installer.source() == ("https://m/0.14.0/b", "https://m/0.14.0/sums", None)
+
+
+def test_scope_directories(tmp_path):
+    assert mod.plugin_dir_for("system", None, None) == ("/usr/local/lib/docker/cli-plugins", None)
+    assert mod.plugin_dir_for("user", "root", None)[0] == os.path.join(
+        os.path.expanduser("~root"), ".docker", "cli-plugins"
+    )
+    assert mod.plugin_dir_for("user", None, str(tmp_path)) == (str(tmp_path), None)
+    with pytest.raises(bx.BuildxError, match="not a user"):
+        mod.plugin_dir_for("user", "no-such-user-fleet", None)
+
+
+def test_install_from_src_check_apply_idempotent_replace_remove(tmp_path, capsys):
+    plugins = tmp_path / "cli-plugins"
+    new = tmp_path / "new"
+    checksum = fake_buildx(new, "0.99.0")
+    args = {"src": str(new), "checksum": checksum, "plugin_dir": str(plugins)}
+
+    planned = run_main({**args, "_ansible_check_mode": True, "_ansible_diff": True}, capsys)
+    assert planned["changed"] is True
+    assert planned["diff"]["after"]["sha256"] == checksum[7:]
+    assert not plugins.exists()
+
+    done = run_main(args, capsys)
+    assert (done["changed"], done["version"], done["sha256"]) == (True, "0.99.0", checksum[7:])
+    target = plugins / "docker-buildx"
+    assert oct(target.stat().st_mode & 0o777) == "0o755"
+
+    assert run_main(args, capsys)["changed"] is False
+
+    # a wrong checksum installs nothing and leaves the plugin as it was
+    other = tmp_path / "other"
+    fake_buildx(other, "1.0.0")
+    wrong = "sha256:" + "0" * 64
+    failed = run_main({"src": str(other), "checksum": wrong, "plugin_dir": str(plugins)}, capsys)
+    assert failed["failed"] is True
+    assert "checksum mismatch" in failed["msg"] and "nothing was installed" in failed["msg"]
+    assert "sha256:" + hashlib.sha256(target.read_bytes()).hexdigest() == checksum
+    assert sorted(p.name for p in plugins.iterdir()) == ["docker-buildx"]  # no temporary file left behind
+
+    # a source without checksum replaces by content
+    replaced = run_main({"src": str(other), "plugin_dir": str(plugins), "_ansible_diff": True}, capsys)
+    assert (replaced["changed"], replaced["version"]) == (True, "1.0.0")
+    assert replaced["diff"]["before"]["version"] == "0.99.0"
+
+    assert run_main({"state": "absent", "plugin_dir": str(plugins), "_ansible_check_mode": True}, capsys)["changed"]
+    assert target.exists()
+    assert run_main({"state": "absent", "plugin_dir": str(plugins)}, capsys)["changed"] is True
+    assert not target.exists()
+    assert run_main({"state": "absent", "plugin_dir": str(plugins)}, capsys)["changed"] is False
+
+
+def test_a_file_that_does_not_run_is_not_installed(tmp_path, capsys):
+    bogus = tmp_path / "bogus"
+    bogus.write_bytes(b"\x7fELF truncated")
+    result = run_main({"src": str(bogus), "plugin_dir": str(tmp_path / "p")}, capsys)
+    assert result["failed"] is True
+    assert "does not run as docker-buildx" in result["msg"]
+    assert not (tmp_path / "p" / "docker-buildx").exists()
