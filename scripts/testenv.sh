@@ -167,8 +167,15 @@ start_engine() {
   write_daemon_json && changed=1
   if engine_answers; then
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      [ "$changed" -eq 0 ] && return 0
-      log "engine configuration changed: restarting dockerd"
+      if ! ip link show docker0 >/dev/null 2>&1; then
+        # Another dockerd in this network namespace (docker-in-docker with host networking) can take
+        # the bridge away; containers then fail with "could not find bridge docker0".
+        log "the docker0 bridge is gone: restarting dockerd to recreate it"
+      elif [ "$changed" -eq 0 ]; then
+        return 0
+      else
+        log "engine configuration changed: restarting dockerd"
+      fi
       stop_pid "$pidfile" dockerd 60
     else
       # An engine this script did not start: use it only if it is configured as the tests need.

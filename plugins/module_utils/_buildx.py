@@ -465,6 +465,26 @@ class DockerCLI:
             raise BuildxError(f"{what or ' '.join(argv[:3])} failed: {last}", cmd=argv, rc=rc, stdout=out, stderr=err)
         return rc, out, err
 
+    def run_streaming(self, args, on_output, *, environ=None):
+        """Run ``docker ARGS`` and hand every chunk of output to ``on_output(stream, chunk)`` as it arrives.
+
+        For long commands (builds) whose output must reach a log file while they run. ``stream`` is
+        ``"out"`` or ``"err"``, ``chunk`` is bytes. Arguments are passed as given (no ``~`` or ``$VAR``
+        expansion); ``environ`` adds variables for the child only (secret values stay out of argv).
+        Returns (rc, stdout, stderr) and does not raise on a non-zero exit.
+        """
+
+        def tee(proc):
+            proc.stdout = _TeePipe(proc.stdout, "out", on_output)
+            proc.stderr = _TeePipe(proc.stderr, "err", on_output)
+
+        return self.module.run_command(
+            [self.docker, *args],
+            environ_update={**self.environ, **(environ or {})},
+            expand_user_and_vars=False,
+            before_communicate_callback=tee,
+        )
+
     # buildx -------------------------------------------------------------------------------------
 
     def version(self) -> dict:
@@ -575,3 +595,25 @@ class DockerCLI:
 
     def use_context(self, name: str):
         return self.run(["context", "use", "--", name], what=f"docker context use {name}")
+
+
+class _TeePipe:
+    """A child's pipe as ``run_command`` reads it, passing every chunk read to a callback too."""
+
+    def __init__(self, pipe, stream, on_output):
+        self.pipe = pipe
+        self.stream = stream
+        self.on_output = on_output
+
+    def fileno(self):
+        return self.pipe.fileno()
+
+    def read(self, size=-1):
+        chunk = self.pipe.read(size)
+        if chunk:
+            self.on_output(self.stream, chunk)
+        return chunk
+
+    def close(self):
+        self.on_output(self.stream, b"")  # end of stream: flush a last partial line
+        self.pipe.close()

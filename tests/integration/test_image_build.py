@@ -1,0 +1,284 @@
+"""fleet.multiarch.image_build on the real engines, registries and QEMU emulation.
+
+- per_platform on engine 1 (Debian docker 20.10, classic image store, buildx docker driver: one platform per
+  build), multi on engine 2 (trixie docker 26, containerd image store: one build exports the index);
+- every index is read back with `docker buildx imagetools inspect` and `skopeo inspect --raw` and must list
+  exactly the requested platforms; each platform's image is run with `--platform` and reports its `uname -m`;
+- the fingerprint: no change, a context change, a build-arg change, a platform added, a second tag;
+- errors: a failing RUN step (the step and its output), an unauthorised registry;
+- secrets stay out of the log and the result; the unchanged path is timed against a cached buildx run.
+
+Each test builds from a copy of tests/integration/contexts/* into its own repository fleet-test/build-*,
+deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, RegistryError
+
+from .helpers import run, run_module
+
+CONTEXTS = Path(__file__).resolve().parent / "contexts"
+PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+# qemu-arm emulates an ARMv7 CPU whatever the image's variant, so arm/v6 images say armv7l here too
+UNAME = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l", "linux/arm/v6": "armv7l"}
+RUN_ID = uuid.uuid4().hex[:8]
+MODULE = "fleet.multiarch.image_build"
+
+
+@pytest.fixture(scope="module")
+def plain(testenv):
+    return RegistryClient(testenv["registry"])
+
+
+@pytest.fixture
+def repo(testenv, plain, request):
+    """A repository of its own on the plain registry, purged afterwards."""
+    name = f"fleet-test/build-{request.node.name.replace('_', '-')[5:40].strip('-')}-{RUN_ID}"
+    yield f"{testenv['registry']}/{name}"
+    for tag in plain.list_tags(name):
+        head = plain.head_manifest(name, tag)
+        if head and head["digest"]:
+            try:
+                plain.delete_manifest(name, head["digest"])
+            except RegistryError as exc:
+                if exc.status != 404:
+                    raise
+
+
+def context(tmp_path: Path, name: str = "uname") -> Path:
+    dest = tmp_path / name
+    shutil.copytree(CONTEXTS / name, dest)
+    return dest
+
+
+def skopeo_platforms(ref: str) -> tuple:
+    proc = run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"])
+    data = json.loads(proc.stdout)
+    found = {}
+    for desc in data.get("manifests") or []:
+        p = desc["platform"]
+        found["/".join(filter(None, [p["os"], p["architecture"], p.get("variant")]))] = desc["digest"]
+    return found, "sha256:" + hashlib.sha256(proc.stdout.encode()).hexdigest(), data
+
+
+def imagetools_platforms(ref: str, env: dict | None = None) -> dict:
+    proc = run(["docker", "buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", ref], env=env)
+    data = json.loads(proc.stdout)
+    return {
+        "/".join(filter(None, [m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")])): m[
+            "digest"
+        ]
+        for m in data["manifests"]
+    }
+
+
+def check_published(ref: str, result: dict, platforms: list, env: dict | None = None) -> None:
+    """skopeo and imagetools see exactly the platforms; each image runs and says its machine."""
+    found, digest, data = skopeo_platforms(ref)
+    assert digest == result["digest"]
+    assert found == result["platform_digests"]
+    assert sorted(found) == sorted(platforms)
+    assert data["annotations"]["fleet.multiarch.build.fingerprint"] == result["fingerprint"]
+    assert imagetools_platforms(ref, env) == found
+    name = ref.rsplit(":", 1)[0]
+    for platform in platforms:
+        proc = run(["docker", "run", "--rm", "--platform", platform, f"{name}@{found[platform]}"], env=env)
+        assert proc.stdout.strip().splitlines()[-1] == UNAME[platform], platform
+
+
+def build(args: dict, **kwargs) -> dict:
+    result = run_module(MODULE, args, **kwargs)
+    assert not result.get("failed"), result.get("msg")
+    return result
+
+
+# --------------------------------------------------------------------------- per_platform, classic store
+
+
+def test_per_platform_on_the_classic_store_and_the_fingerprint(testenv, repo, tmp_path):
+    ctx = context(tmp_path)
+    ref = f"{repo}:1.0"
+    args = {"context": str(ctx), "platforms": PLATFORMS, "tags": [ref], "build_args": {"GREETING": RUN_ID}}
+
+    check = build(args, check_mode=True)
+    assert check["changed"] is True and check["built"] is False and check["digest"] == ""
+
+    first = build(args)
+    assert first["changed"] is True and first["built"] is True
+    assert first["strategy"] == "per_platform"
+    assert "classic image store" in first["strategy_reason"]
+    assert Path(first["log_path"]).is_file()
+    assert "[linux/arm64] #" in Path(first["log_path"]).read_text()
+    assert first["staging_tags"] == sorted(f"{ref}-build-{p.replace('/', '-')}" for p in PLATFORMS)
+    check_published(ref, first, PLATFORMS)
+
+    for check_mode in (True, False):
+        again = build(args, check_mode=check_mode)
+        assert again["changed"] is False and again["built"] is False
+        assert again["digest"] == first["digest"]
+        assert again["log_path"] == ""
+
+    # files the .dockerignore leaves out change nothing; a file that is sent does
+    (ctx / "notes.tmp").write_text("not sent\n")
+    assert build(args)["changed"] is False
+    (ctx / "app.txt").write_text(f"version 2 {RUN_ID}\n")
+    assert build(args, check_mode=True)["changed"] is True
+    changed_context = build(args)
+    assert changed_context["built"] is True and changed_context["digest"] != first["digest"]
+
+    changed_arg = build({**args, "build_args": {"GREETING": "other"}})
+    assert changed_arg["built"] is True
+    assert changed_arg["fingerprint"] != changed_context["fingerprint"]
+
+    four = [*PLATFORMS, "linux/arm/v6"]
+    added = build({**args, "build_args": {"GREETING": "other"}, "platforms": four}, diff=True)
+    assert added["built"] is True
+    assert added["diff"]["before"]["platforms"] == sorted(PLATFORMS)
+    check_published(ref, added, four)
+
+
+def test_several_tags_get_the_same_index(testenv, repo, tmp_path):
+    ctx = context(tmp_path)
+    tags = [f"{repo}:2.0", f"{repo}:latest"]
+    args = {"context": str(ctx), "platforms": ["linux/arm64", "linux/amd64"], "tags": tags}
+    first = build(args)
+    for tag in tags:
+        assert skopeo_platforms(tag)[1] == first["digest"]
+    # a tag that lost the index gets it back without a build
+    client = RegistryClient(testenv["registry"])
+    body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
+    client.put_manifest(repo.split("/", 1)[1], "latest", body.encode(), "application/vnd.oci.image.index.v1+json")
+    again = build(args)
+    assert again["changed"] is True and again["built"] is False
+    assert skopeo_platforms(tags[1])[1] == first["digest"]
+    assert build(args)["changed"] is False
+
+
+# --------------------------------------------------------------------------- multi, containerd store
+
+
+def test_multi_on_the_containerd_store(testenv, repo, tmp_path):
+    engine = testenv["engines"]["containerd"]["docker_host"]
+    ctx = context(tmp_path)
+    ref = f"{repo}:1.0"
+    args = {
+        "context": str(ctx),
+        "platforms": PLATFORMS,
+        "tags": [ref],
+        "docker_host": engine,
+        "build_args": {"GREETING": RUN_ID},
+        "annotations": {"org.opencontainers.image.version": "1.0"},
+    }
+    first = build(args)
+    assert first["strategy"] == "multi"
+    assert "containerd image store" in first["strategy_reason"]
+    check_published(ref, first, PLATFORMS, env={**os.environ, "DOCKER_HOST": engine})
+    data = skopeo_platforms(ref)[2]
+    assert data["annotations"]["org.opencontainers.image.version"] == "1.0"
+    assert not [m for m in data["manifests"] if m["platform"]["os"] == "unknown"]  # no attestations by default
+    again = build(args)
+    assert again["changed"] is False and again["strategy"] == ""
+    # the fingerprint does not depend on the engine or strategy: engine 1 sees the same image as current
+    assert build({**args, "docker_host": testenv["engines"]["classic"]["docker_host"]})["changed"] is False
+
+
+# --------------------------------------------------------------------------- errors and secrets
+
+
+def test_a_failing_run_step_names_the_step_and_its_output(testenv, repo, tmp_path):
+    ctx = context(tmp_path, "fails")
+    result = run_module(MODULE, {"context": str(ctx), "platforms": ["linux/arm64"], "tags": [f"{repo}:1"]})
+    assert result["failed"] is True
+    assert "RUN echo" in result["step"] and "exit 3" in result["step"]
+    assert result["log_tail"] == ["the test suite failed on aarch64"]
+    assert "failed at step" in result["msg"] and result["log_path"] in result["msg"]
+    assert Path(result["log_path"]).is_file()
+
+
+def test_missing_dockerfile_and_unknown_platform(repo, tmp_path):
+    ctx = context(tmp_path)
+    result = run_module(MODULE, {"context": str(ctx), "dockerfile": "Nope", "platforms": ["arm64"], "tags": [repo]})
+    assert result["failed"] is True and "Nope does not exist" in result["msg"]
+    result = run_module(MODULE, {"context": str(ctx), "platforms": ["linux/arm/v9"], "tags": [repo]})
+    assert result["failed"] is True and "unknown platform 'linux/arm/v9'" in result["msg"]
+
+
+def test_unauthorised_registry_fails_before_building(testenv, tmp_path):
+    ctx = context(tmp_path)
+    conf = testenv["registry_tls"]
+    result = run_module(
+        MODULE,
+        {
+            "context": str(ctx),
+            "platforms": ["linux/amd64"],
+            "tags": [f"{conf['address']}/fleet-test/build-auth-{RUN_ID}:1"],
+            "ca_cert": conf["ca_file"],
+            "docker_config": str(tmp_path / "empty-docker-config"),
+        },
+    )
+    assert result["failed"] is True
+    assert "refused the request anonymously" in result["msg"]
+    assert result["log_path"] == ""
+
+
+def test_secrets_reach_the_build_but_not_the_log(testenv, repo, tmp_path):
+    ctx = tmp_path / "secret"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        # secrets are not in BuildKit's cache key: the ARG makes this run's step new
+        "FROM busybox\nARG RUN_ID\n"
+        "RUN --mount=type=secret,id=token sha256sum /run/secrets/token | cut -c1-64 > /token.sum\n"
+        'CMD ["cat", "/token.sum"]\n'
+    )
+    value = f"s3cret-{RUN_ID}"
+    result = build(
+        {
+            "context": str(ctx),
+            "platforms": ["linux/amd64"],
+            "tags": [f"{repo}:1"],
+            "secrets": [{"id": "token", "value": value}],
+            "build_args": {"RUN_ID": RUN_ID},
+        }
+    )
+    assert value not in json.dumps(result)
+    assert value not in Path(result["log_path"]).read_text()
+    name = f"{repo}@{result['platform_digests']['linux/amd64']}"
+    out = run(["docker", "run", "--rm", "--platform", "linux/amd64", name]).stdout.strip()
+    assert out == hashlib.sha256(value.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- speed of the unchanged path
+
+
+def test_unchanged_path_is_much_faster_than_a_cached_buildx_run(testenv, repo, tmp_path):
+    """Reference: what a script does to publish the same thing on engine 1, fully cached."""
+    ctx = context(tmp_path)
+    ref = f"{repo}:1.0"
+    args = {"context": str(ctx), "platforms": PLATFORMS, "tags": [ref], "base_image_registry": testenv["registry"]}
+    build(args)
+    refs = []
+    started = time.monotonic()
+    for platform in PLATFORMS:
+        tag = f"{ref}-ref-{platform.replace('/', '-')}"
+        run(
+            ["docker", "buildx", "build", "--builder", "default", "--platform", platform, "--provenance", "false",
+             "--output", f"type=image,name={tag},push=true", str(ctx)]
+        )  # fmt: skip
+        refs.append(tag)
+    run(["docker", "buildx", "imagetools", "create", "-t", f"{ref}-ref", *refs])
+    cached = time.monotonic() - started
+    again = build(args)
+    assert again["changed"] is False
+    print(f"unchanged path {again['seconds']:.3f} s in the module; cached buildx + imagetools {cached:.2f} s")
+    assert again["seconds"] * 5 < cached
