@@ -11,11 +11,11 @@ class ModuleDocFragment:
 options:
   username:
     description:
-      - User name for the registry of O(name), for HTTP Basic authentication or the Bearer token server.
+      - User name for the registry the module writes to, for HTTP Basic authentication or the Bearer token server.
       - When O(username) and O(password) are not given, credentials come from the Docker config
         (C(auths.<registry>) with C(auth), C(username) and C(password), or C(identitytoken)), else the registry is used
         anonymously. Credential helpers (C(credsStore), C(credHelpers)) are not run.
-      - Registries other than the one of O(name) (for example those of source images) always take their
+      - Registries other than the one the module writes to (for example those of source images) always take their
         credentials from the Docker config.
     type: str
   password:

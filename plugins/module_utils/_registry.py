@@ -28,6 +28,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
+
 try:
     import requests
     from requests.adapters import HTTPAdapter
@@ -873,6 +875,35 @@ class RegistryClient:
         if not location:
             raise RegistryError(f"{self.registry} opened a blob upload without a Location header")
         return requests.compat.urljoin(self.url(""), location)
+
+
+def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, digest: str) -> None:
+    """Make blob ``digest`` of ``src/src_repo`` exist in ``dst/dst_repo``.
+
+    Within one registry it is a cross-repository mount (no data moves; a blob the repository already
+    has is a no-op); across registries it is uploaded unless it is already there.
+    """
+    upload_url = ""
+    if src.registry == dst.registry:
+        upload_url = dst.mount_blob(dst_repo, digest, src_repo)
+        if not upload_url:
+            return
+    elif dst.blob_exists(dst_repo, digest):
+        return
+    dst.upload_blob(dst_repo, digest, src.get_blob(src_repo, digest), upload_url)
+
+
+def copy_manifest_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, manifest: dict) -> None:
+    """Copy the config and layers of an image manifest (its parsed JSON) into ``dst/dst_repo``, in parallel.
+
+    Foreign layers (descriptors with ``urls``) stay where their URLs point.
+    """
+    digests = [
+        blob["digest"]
+        for blob in [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+        if blob.get("digest") and not blob.get("urls")
+    ]
+    parallel(lambda digest: copy_blob(src, src_repo, dst, dst_repo, digest), digests)
 
 
 def split_host_port(registry: str) -> tuple:

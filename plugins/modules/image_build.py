@@ -346,13 +346,13 @@ import tempfile
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
 from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, emulated_targets
+from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     Entry,
     ManifestError,
@@ -376,19 +376,10 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     REQUESTS_IMPORT_ERROR,
     ClientPool,
     RegistryError,
+    copy_manifest_blobs,
     parse_reference,
     registry_argument_spec,
 )
-
-MAX_WORKERS = 8
-
-
-def _parallel(func, items: list) -> list:
-    """``[func(item) ...]`` in order, all at once (up to MAX_WORKERS); the first exception is raised."""
-    if len(items) <= 1:
-        return [func(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items))) as pool:
-        return list(pool.map(func, items))
 
 
 def _text(value) -> str:
@@ -574,7 +565,7 @@ class ImageBuilder:
             raise bd.BuildError(f"cannot read the Dockerfile {dockerfile}: {exc}") from None
         parsed = bd.parse_dockerfile(text)
         images = bd.base_images(parsed, self.build_args, self.platforms, host_platform().oci)
-        digests = _parallel(self.resolve_base, images)
+        digests = parallel(self.resolve_base, images)
         bases = dict(zip(images, digests))
         matcher = bd.IgnoreMatcher(bd.load_ignore(bd.ignore_file(context, dockerfile)))
         ctx = bd.hash_context(context, matcher)
@@ -642,7 +633,7 @@ class ImageBuilder:
             head = self.pool.get(ref.registry).head_manifest(ref.repository, ref.ref)
             return head is None or head["digest"] != fetched.digest
 
-        missing = [ref for ref, bad in zip(self.tags[1:], _parallel(lacks, self.tags[1:])) if bad]
+        missing = [ref for ref, bad in zip(self.tags[1:], parallel(lacks, self.tags[1:])) if bad]
         return True, missing, fetched, digests
 
     def local_fingerprint(self) -> str:
@@ -835,7 +826,7 @@ class ImageBuilder:
     def build_per_platform(self, workdir: str, secret_argv: list, secret_env: dict) -> None:
         if not self.params["push"]:
             raise bd.BuildError("strategy per_platform assembles the index in the registry: it needs push: true")
-        entries = _parallel(lambda pl: self.build_one(pl, workdir, secret_argv, secret_env), self.platforms)
+        entries = parallel(lambda pl: self.build_one(pl, workdir, secret_argv, secret_env), self.platforms)
         annotations = {**self.annotations, bd.FINGERPRINT_KEY: self.result["fingerprint"]}
         body, _data = build_index(entries, OCI_INDEX, annotations)
         client = self.pool.get(self.primary.registry)
@@ -863,26 +854,14 @@ class ImageBuilder:
                     self.copy_manifest(client, target, ref, digest)
             target.put_manifest(ref.repository, ref.tag, fetched.body, fetched.media_type)
 
-        _parallel(publish, refs)
+        parallel(publish, refs)
 
     def copy_manifest(self, src, dst, ref, digest: str) -> None:
         """Make manifest ``digest`` of the first tag's repository exist in ``ref``'s repository, blobs first."""
         if dst.head_manifest(ref.repository, digest) is not None:
             return
         fetched = src.get_manifest(self.primary.repository, digest)
-        blobs = [fetched.data.get("config") or {}, *(fetched.data.get("layers") or [])]
-
-        def copy_blob(blob_digest):
-            upload_url = ""
-            if src.registry == dst.registry:
-                upload_url = dst.mount_blob(ref.repository, blob_digest, self.primary.repository)
-                if not upload_url:
-                    return
-            elif dst.blob_exists(ref.repository, blob_digest):
-                return
-            dst.upload_blob(ref.repository, blob_digest, src.get_blob(self.primary.repository, blob_digest), upload_url)
-
-        _parallel(copy_blob, [b["digest"] for b in blobs if b.get("digest") and not b.get("urls")])
+        copy_manifest_blobs(src, self.primary.repository, dst, ref.repository, fetched.data)
         dst.put_manifest(ref.repository, digest, fetched.body, fetched.media_type)
 
     # ---- the task

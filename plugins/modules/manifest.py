@@ -182,10 +182,10 @@ copied:
 
 import json
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
     build_index,
@@ -207,20 +207,11 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     ClientPool,
     RegistryError,
     compute_digest,
+    copy_manifest_blobs,
     parse_reference,
     registry_argument_spec,
     verify_digest,
 )
-
-MAX_WORKERS = 8
-
-
-def _parallel(func, items: list) -> list:
-    """``[func(item) ...]`` in order, up to MAX_WORKERS at a time; the first exception is raised."""
-    if len(items) <= 1:
-        return [func(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items))) as pool:
-        return list(pool.map(func, items))
 
 
 class ManifestManager:
@@ -255,7 +246,7 @@ class ManifestManager:
         if not self.params.get("images"):
             raise ManifestError("images is required with state=present: list the per-platform images to join")
         specs = image_specs(self.params["images"])
-        entries = [entry for group in _parallel(self.resolve, specs) for entry in group]
+        entries = [entry for group in parallel(self.resolve, specs) for entry in group]
         entries = select_attestations(entries, self.params["attestations"] == "keep")
         check_duplicates(entries)
         missing = missing_platforms(entries, self.params.get("require_platforms") or [])
@@ -314,24 +305,9 @@ class ManifestManager:
             raise ManifestError(
                 f"{entry.source}: manifest {entry.digest} is {len(body)} bytes, its descriptor says {entry.size}"
             )
-        blobs = [data.get("config") or {}, *(data.get("layers") or [])]
-        # foreign layers (with urls) stay where their URLs point
-        digests = [b["digest"] for b in blobs if b.get("digest") and not b.get("urls")]
-        _parallel(lambda digest: self.copy_blob(src, src_repo, digest), digests)
+        copy_manifest_blobs(src, src_repo, self.client, repo, data)
         self.client.put_manifest(repo, entry.digest, body, entry.media_type)
         return entry.digest
-
-    def copy_blob(self, src, src_repo: str, digest: str) -> None:
-        repo = self.target.repository
-        upload_url = ""
-        if src.registry == self.client.registry:
-            upload_url = self.client.mount_blob(repo, digest, src_repo)
-            if not upload_url:
-                return
-        elif self.client.blob_exists(repo, digest):
-            return
-        data = src.get_blob(src_repo, digest)
-        self.client.upload_blob(repo, digest, data, upload_url)
 
     # ---- states
 
@@ -371,7 +347,7 @@ class ManifestManager:
         if same:
             return result
         # Everything the index references must be in place and verified before the tag moves.
-        result["copied"] = [d for d in _parallel(self.ensure_entry, entries) if d]
+        result["copied"] = [d for d in parallel(self.ensure_entry, entries) if d]
         if not self.check_mode:
             pushed = self.client.put_manifest(self.target.repository, self.target.tag, body, media_type)
             result["digest"] = pushed
@@ -420,7 +396,7 @@ class ManifestManager:
             head = self.client.head_manifest(self.target.repository, tag)
             return tag if head is not None and head["digest"] == digest else ""
 
-        return [t for t in _parallel(points_here, tags) if t]
+        return [t for t in parallel(points_here, tags) if t]
 
     def run(self) -> dict:
         if self.params["state"] == "absent":
