@@ -593,6 +593,13 @@ class DockerCLI:
             return True
         return self.run(["context", "inspect", "--", name], check=False)[0] == 0
 
+    def context_host(self, name: str):
+        """The engine address a docker context points at (what buildx stores for a node), or None."""
+        argv = ["context", "inspect", "--format", "{{.Endpoints.docker.Host}}", "--", name]
+        rc, out = self.run(argv, check=False)[:2]
+        host = out.strip() if rc == 0 else ""
+        return host or None
+
     def use_context(self, name: str):
         return self.run(["context", "use", "--", name], what=f"docker context use {name}")
 

@@ -363,7 +363,9 @@ def desired_nodes(params: dict, stored) -> list:
 def node_differences(wanted: dict, stored: dict, driver: str) -> list:
     """Which settings of a stored node differ from the wanted one (empty when equal)."""
     diffs = []
-    if wanted["endpoint"] is not None and wanted["endpoint"] != stored["endpoint"]:
+    # buildx stores a docker context by its name, but the `default` context by the address it points at
+    addresses = (wanted["endpoint"], wanted.get("endpoint_address"))
+    if wanted["endpoint"] is not None and stored["endpoint"] not in addresses:
         diffs.append("endpoint")
     if sorted(wanted["platforms"]) != sorted(stored["platforms"]):
         diffs.append("platforms")
@@ -450,6 +452,9 @@ class BuilderManager:
         if self.params["state"] == "absent":
             return self.absent(stored)
         wanted = desired_nodes(self.params, stored)
+        for node in wanted:
+            if node["endpoint"] and "://" not in node["endpoint"]:
+                node["endpoint_address"] = self.cli.context_host(node["endpoint"])
         for action, node, _reason in plan(self.name, self.driver, wanted, stored):
             self.apply(action, node)
         self.diff["after"] = {"driver": self.driver, "nodes": wanted}

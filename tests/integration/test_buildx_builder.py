@@ -174,6 +174,17 @@ def test_docker_container_builder_with_a_node_on_each_engine(testenv, docker_con
     assert builder(docker_config, name="fleet-multi", state="absent")["changed"] is False
 
 
+def test_a_node_on_the_default_context_is_idempotent(docker_config):
+    """buildx stores the `default` context by its address; asking for `default` again changes nothing."""
+    args = {"name": "fleet-on-default", "driver": "docker-container", "endpoint": "default", "platforms": ["amd64"]}
+    try:
+        assert builder(docker_config, **args)["changed"] is True
+        assert builder(docker_config, check_mode=True, **args)["changed"] is False
+        assert builder(docker_config, **args)["changed"] is False
+    finally:
+        builder(docker_config, name="fleet-on-default", state="absent")
+
+
 def test_default_image_is_named_when_bootstrap_fails(docker_config):
     try:
         result = builder(docker_config, name="fleet-default", endpoint="fleet-classic", bootstrap=True)

@@ -94,6 +94,14 @@ def test_unspecified_endpoint_is_not_compared():
     assert mod.node_differences(wanted, stored, "docker-container") == []
 
 
+def test_a_context_endpoint_matches_the_address_buildx_stored_for_it():
+    stored = {**STORED["nodes"][1], "endpoint": "unix:///var/run/docker.sock"}
+    wanted = {**stored, "endpoint": "default", "endpoint_address": "unix:///var/run/docker.sock", "buildkitd_flags": []}
+    assert mod.node_differences(wanted, stored, "docker-container") == []
+    moved = {**wanted, "endpoint_address": "unix:///var/run/fleet-docker2.sock"}
+    assert mod.node_differences(moved, stored, "docker-container") == ["endpoint"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -132,6 +140,9 @@ class FakeCLI:
 
     def current_builder(self):
         return self.current
+
+    def context_host(self, name):  # read-only: allowed in check mode; the fixtures' contexts have no address
+        return None
 
     def __getattr__(self, name):
         raise AssertionError(f"check mode must not call DockerCLI.{name}")
