@@ -68,7 +68,7 @@ unit: venv ## pure-logic tests
 integration: venv testenv-up ## tests against the real engine, registries and emulation
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-molecule: venv ## every molecule scenario under extensions/molecule
+molecule: venv testenv-up ## every molecule scenario under extensions/molecule (they use the test environment)
 	@scenarios=$$(find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml 2>/dev/null | wc -l); \
 	if [ "$$scenarios" -eq 0 ]; then echo "molecule: no scenarios yet"; \
 	else cd extensions && $(BIN)/molecule test --all; fi
