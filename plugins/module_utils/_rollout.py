@@ -1,0 +1,489 @@
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Private to the fleet.multiarch collection: not a public API, may change without notice.
+
+"""Container rollout as data: the desired configuration, what runs, the plan, health and history.
+
+Everything here is pure (no Engine API, no registry, no files): the module reads the engine through
+``_engine`` and the registry through ``_registry``/``_manifest``, and passes what it read in here.
+
+What a container runs is answered from its own labels (:data:`LABEL_DIGEST`, :data:`LABEL_CONFIG`,
+...), written when the module created it, so "same digest and same configuration" needs no other state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+
+LABEL_PREFIX = "io.fleet-multiarch."
+LABEL_DIGEST = LABEL_PREFIX + "digest"
+LABEL_CONFIG = LABEL_PREFIX + "config-hash"
+LABEL_REFERENCE = LABEL_PREFIX + "reference"
+LABEL_PLATFORM = LABEL_PREFIX + "platform"
+LABEL_RESTART = LABEL_PREFIX + "restart-policy"
+
+PREVIOUS_SUFFIX = "-previous"
+NEXT_SUFFIX = "-next"
+OLDER_SUFFIX = "-older"
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+HISTORY_VERSION = 1
+
+
+class RolloutError(ValueError):
+    """Options that cannot make a container, or state that cannot be read; the message says what to change."""
+
+
+def previous_name(name: str) -> str:
+    return name + PREVIOUS_SUFFIX
+
+
+def next_name(name: str) -> str:
+    return name + NEXT_SUFFIX
+
+
+def older_name(name: str) -> str:
+    """Where the kept previous container waits during a swap, until the new one is healthy."""
+    return name + OLDER_SUFFIX
+
+
+# --------------------------------------------------------------------------- desired configuration
+
+_PORT_RE = re.compile(
+    r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:(?P<host>\d{1,5})?:)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp|sctp))?$"
+)
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_ENV_NAME_RE = re.compile(r"^[^=\s]+$")
+
+
+def _port_number(text: str, spec: str) -> int:
+    number = int(text)
+    if not 1 <= number <= 65535:
+        raise RolloutError(f"ports: {spec!r} has port {number}, outside 1-65535")
+    return number
+
+
+def parse_port(spec) -> dict:
+    """``[ip:][host:]container[/proto]`` -> ``{container: "80/tcp", host_ip, host_port}``.
+
+    ``8080:80``, ``127.0.0.1:8080:80``, ``8080:80/udp``, ``80`` and ``127.0.0.1::80`` (a host port the
+    engine chooses), as ``docker run -p`` reads them.
+    """
+    text = str(spec).strip()
+    match = _PORT_RE.match(text)
+    if not match:
+        raise RolloutError(
+            f"ports: cannot read {spec!r}; write [host_ip:][host_port:]container_port[/tcp|udp|sctp], e.g. 8080:80"
+        )
+    container = _port_number(match.group("container"), text)
+    host = match.group("host")
+    ip = (match.group("ip") or "").strip("[]")
+    return {
+        "container": f"{container}/{match.group('proto') or 'tcp'}",
+        "host_ip": ip,
+        "host_port": str(_port_number(host, text)) if host else "",
+    }
+
+
+def parse_volume(spec) -> str:
+    """``source:/target[:ro|rw]`` -> ``source:/target:mode`` (the mode made explicit)."""
+    parts = str(spec).strip().split(":")
+    if len(parts) == 2:
+        parts.append("rw")
+    if len(parts) != 3 or not parts[0] or not parts[1].startswith("/"):
+        raise RolloutError(
+            f"volumes: cannot read {spec!r}; write SOURCE:/container/path[:ro|rw] (SOURCE a host path or volume name)"
+        )
+    if parts[2] not in ("ro", "rw"):
+        raise RolloutError(f"volumes: {spec!r} has mode {parts[2]!r}; use ro or rw")
+    return ":".join(parts)
+
+
+def parse_memory(value):
+    """``64m``, ``1g``, ``512MiB``, ``1048576`` -> bytes (units are binary, as Docker reads them); None stays."""
+    if value is None or value == "":
+        return None
+    match = _MEMORY_RE.match(str(value))
+    if not match:
+        raise RolloutError(f"memory: cannot read {value!r}; write a size such as 64m, 512MiB or 1g")
+    number = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+    if number < 6 * 1024**2:
+        raise RolloutError(f"memory: {value!r} is below the engine's minimum of 6 MiB")
+    return number
+
+
+def parse_command(value):
+    """A list is used as is; a string is split like a shell would (no shell runs); None keeps the image's."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise RolloutError(f"command: cannot split {value!r}: {exc}") from None
+    if isinstance(value, (list, tuple)):
+        return [str(item) for item in value]
+    raise RolloutError(f"command: expected a list of arguments or a string, got {type(value).__name__}")
+
+
+def _string_map(value, option: str) -> dict:
+    out = {}
+    for key, item in (value or {}).items():
+        if isinstance(item, bool):
+            raise RolloutError(
+                f"{option}: the value of {key} is a boolean; quote it ('true' or 'yes') to mean a string"
+            )
+        if isinstance(item, (dict, list)):
+            raise RolloutError(f"{option}: the value of {key} must be a string, not a {type(item).__name__}")
+        out[str(key)] = "" if item is None else str(item)
+    return out
+
+
+def desired_config(params: dict) -> dict:
+    """The container configuration the options ask for, normalised so that equal meaning gives equal data."""
+    env = _string_map(params.get("env"), "env")
+    for key in env:
+        if not _ENV_NAME_RE.match(key):
+            raise RolloutError(f"env: {key!r} is not a valid variable name")
+    labels = _string_map(params.get("labels"), "labels")
+    reserved = sorted(k for k in labels if k.startswith(LABEL_PREFIX))
+    if reserved:
+        raise RolloutError(f"labels: {', '.join(reserved)} belong to the module ({LABEL_PREFIX}*); choose other names")
+    restart = params.get("restart_policy") or "unless-stopped"
+    if restart not in RESTART_POLICIES:
+        raise RolloutError(f"restart_policy: {restart!r} is not one of {', '.join(RESTART_POLICIES)}")
+    retries = int(params.get("restart_retries") or 0)
+    if retries and restart != "on-failure":
+        raise RolloutError("restart_retries applies to restart_policy on-failure only")
+    ports = sorted((parse_port(p) for p in params.get("ports") or []), key=lambda p: json.dumps(p, sort_keys=True))
+    return {
+        "command": parse_command(params.get("command")),
+        "env": dict(sorted(env.items())),
+        "ports": ports,
+        "volumes": sorted(parse_volume(v) for v in params.get("volumes") or []),
+        "restart_policy": {"Name": restart, "MaximumRetryCount": retries},
+        "labels": dict(sorted(labels.items())),
+        "memory": parse_memory(params.get("memory")),
+        "log": {
+            "type": params.get("log_driver") or "",
+            "config": _string_map(params.get("log_options"), "log_options"),
+        },
+        "network_mode": params.get("network_mode") or "",
+        "init": bool(params.get("init")),
+    }
+
+
+def config_hash(config: dict) -> str:
+    """A stable digest of a :func:`desired_config` (what the label stores)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def deployment_labels(reference: str, digest: str, platform: str, chash: str, restart_policy: dict) -> dict:
+    return {
+        LABEL_DIGEST: digest,
+        LABEL_CONFIG: chash,
+        LABEL_REFERENCE: reference,
+        LABEL_PLATFORM: platform,
+        LABEL_RESTART: json.dumps(restart_policy, sort_keys=True),
+    }
+
+
+def create_kwargs(config: dict, labels: dict) -> dict:
+    """Keyword arguments of the docker SDK's ``containers.create`` for a :func:`desired_config`."""
+    ports: dict = {}
+    for port in config["ports"]:
+        if port["host_port"]:
+            binding = (port["host_ip"], int(port["host_port"])) if port["host_ip"] else int(port["host_port"])
+        else:
+            binding = (port["host_ip"],) if port["host_ip"] else None
+        if binding is None:
+            ports.setdefault(port["container"], None)
+        else:
+            current = ports.get(port["container"])
+            ports[port["container"]] = [*(current or []), binding]
+    out = {
+        "environment": dict(config["env"]),
+        "labels": {**config["labels"], **labels},
+        "restart_policy": dict(config["restart_policy"]),
+    }
+    if config["command"] is not None:
+        out["command"] = list(config["command"])
+    if ports:
+        out["ports"] = ports
+    if config["volumes"]:
+        out["volumes"] = list(config["volumes"])
+    if config["memory"]:
+        out["mem_limit"] = config["memory"]
+    if config["log"]["type"] or config["log"]["config"]:
+        out["log_config"] = {"type": config["log"]["type"], "config": dict(config["log"]["config"])}
+    if config["network_mode"]:
+        out["network_mode"] = config["network_mode"]
+    if config.get("init"):
+        out["init"] = True
+    return out
+
+
+# --------------------------------------------------------------------------- what runs, and the plan
+
+
+def deployment_of(attrs: dict) -> dict | None:
+    """What a container (its inspect data) runs, read from its labels; None for no container."""
+    if not attrs:
+        return None
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    state = attrs.get("State") or {}
+    restart = None
+    if labels.get(LABEL_RESTART):
+        try:
+            restart = json.loads(labels[LABEL_RESTART])
+        except ValueError:
+            restart = None
+    return {
+        "id": attrs.get("Id", ""),
+        "name": (attrs.get("Name") or "").lstrip("/"),
+        "image": (attrs.get("Config") or {}).get("Image", ""),
+        "digest": labels.get(LABEL_DIGEST, ""),
+        "config_hash": labels.get(LABEL_CONFIG, ""),
+        "reference": labels.get(LABEL_REFERENCE, ""),
+        "platform": labels.get(LABEL_PLATFORM, ""),
+        "restart_policy": restart,
+        "managed": bool(labels.get(LABEL_DIGEST)),
+        "running": bool(state.get("Running")),
+        "status": state.get("Status", ""),
+        "started_at": state.get("StartedAt", ""),
+    }
+
+
+def plan(current: dict | None, digest: str, chash: str) -> str:
+    """``none`` (already runs it), ``start`` (same deployment, stopped), ``create`` (no container), ``replace``."""
+    if current is None:
+        return "create"
+    if current["digest"] == digest and current["config_hash"] == chash:
+        return "none" if current["running"] else "start"
+    return "replace"
+
+
+def image_name(repository: str, digest: str) -> str:
+    """``registry/repository@digest``: what a container is created from (never a floating tag)."""
+    return f"{repository}@{digest}"
+
+
+def diff_view(deployment: dict | None, config: dict | None = None) -> dict:
+    """The before/after of a diff: image reference, digest, platform and configuration hash."""
+    if not deployment:
+        return {}
+    out = {
+        "reference": deployment.get("reference", ""),
+        "digest": deployment.get("digest", ""),
+        "platform": deployment.get("platform", ""),
+        "config_hash": deployment.get("config_hash", ""),
+    }
+    if config is not None:
+        out["config"] = config
+    return out
+
+
+def no_platform_message(reference: str, platform: str, platforms: list) -> str:
+    """The error for an index that has no image a ``platform`` host can run."""
+    have = ", ".join(platforms) if platforms else "no platform at all"
+    return (
+        f"{reference} has no image for {platform} (this device's platform); the index has {have}."
+        f" Build and push a {platform} variant, or deploy another reference"
+    )
+
+
+# --------------------------------------------------------------------------- health
+
+
+def container_state(attrs: dict) -> tuple:
+    """``(state, detail)`` from inspect data: ``exited`` (with code and error), ``running`` or ``gone``."""
+    if not attrs:
+        return "gone", "the container no longer exists"
+    state = attrs.get("State") or {}
+    if state.get("Running") and not state.get("Restarting"):
+        return "running", "running"
+    detail = f"the container is {state.get('Status') or 'not running'} (exit code {state.get('ExitCode', '?')})"
+    if state.get("Error"):
+        detail += f": {state['Error']}"
+    if state.get("OOMKilled"):
+        detail += " (killed: out of memory)"
+    return "exited", detail
+
+
+def docker_health(attrs: dict) -> tuple:
+    """``(status, detail)`` of the image's HEALTHCHECK: healthy, unhealthy, starting; ``("", "")`` without one."""
+    health = ((attrs or {}).get("State") or {}).get("Health") or {}
+    status = health.get("Status") or ""
+    if not status or status == "none":
+        return "", ""
+    log = health.get("Log") or []
+    detail = ""
+    if log:
+        last = log[-1]
+        output = (last.get("Output") or "").strip().splitlines()
+        detail = f"last check exited {last.get('ExitCode')}" + (f": {output[-1]}" if output else "")
+    return status, detail
+
+
+def wait_healthy(check, timeout: float, interval: float, clock, sleep) -> dict:
+    """Call ``check()`` until it says ``healthy`` or ``unhealthy``, or ``timeout`` seconds pass.
+
+    ``check`` returns ``(state, detail)`` with state ``healthy``, ``unhealthy`` (final: stop waiting) or
+    ``waiting``. The result is ``{status: healthy|unhealthy|timeout, detail, seconds, checks}``.
+    """
+    start = clock()
+    checks = 0
+    detail = ""
+    while True:
+        state, detail = check()
+        checks += 1
+        elapsed = clock() - start
+        if state in ("healthy", "unhealthy"):
+            return {"status": state, "detail": detail, "seconds": round(elapsed, 3), "checks": checks}
+        if elapsed >= timeout:
+            return {
+                "status": "timeout",
+                "detail": f"not healthy within {timeout:g} s" + (f" ({detail})" if detail else ""),
+                "seconds": round(elapsed, 3),
+                "checks": checks,
+            }
+        sleep(min(interval, max(0.0, timeout - elapsed)) or interval)
+
+
+def _probes_verdict(probes: list) -> tuple:
+    """``healthy`` when every probe passes, ``unhealthy`` when one can never pass, else ``waiting``."""
+    for probe in probes:
+        probe_state, probe_detail = probe()
+        if probe_state == "error":
+            return "unhealthy", probe_detail
+        if probe_state != "pass":
+            return "waiting", probe_detail
+    return "healthy", "every probe passed"
+
+
+def combine_checks(container_check, probes: list, health_check, *, grace: float, clock, started: float) -> tuple:
+    """One health observation, from the container state, the task's probes and the image's HEALTHCHECK.
+
+    - a container that is not running is ``unhealthy`` at once;
+    - with probes (each a function returning ``(state, detail)``, state ``pass``, ``fail`` or ``error``
+      for a probe that can never pass, such as a command that does not exist), all must pass; an
+      ``unhealthy`` HEALTHCHECK fails at once, but the probes decide ``healthy``;
+    - without probes, the HEALTHCHECK decides; without one either, a container still running
+      ``grace`` seconds after its start is ``healthy``.
+    """
+    state, detail = container_check()
+    if state != "running":
+        return "unhealthy", detail
+    hc_status, hc_detail = health_check()
+    hc_text = f"the image's HEALTHCHECK reports {hc_status}" + (f" ({hc_detail})" if hc_detail else "")
+    if hc_status == "unhealthy":
+        return "unhealthy", hc_text
+    if probes:
+        return _probes_verdict(probes)
+    if hc_status:
+        return ("healthy" if hc_status == "healthy" else "waiting"), hc_text
+    if clock() - started >= grace:
+        return "healthy", f"running for {grace:g} s (no HEALTHCHECK and no probe)"
+    return "waiting", "running"
+
+
+def health_method(health: dict | None, has_healthcheck: bool) -> str:
+    """What decides health: the probes given (``http+tcp``), ``healthcheck`` (the image's), or ``running``."""
+    names = [key for key in ("http", "tcp", "command") if (health or {}).get(key)]
+    if names:
+        return "+".join(names)
+    return "healthcheck" if has_healthcheck else "running"
+
+
+# ``docker exec`` exit codes of a command that could not run at all: it will not pass by waiting.
+EXEC_CANNOT_RUN = (126, 127)
+
+
+def command_probe_state(code: int) -> str:
+    """``pass`` for exit 0, ``error`` when the command cannot run (126, 127), ``fail`` otherwise."""
+    if code == 0:
+        return "pass"
+    return "error" if code in EXEC_CANNOT_RUN else "fail"
+
+
+def http_status_ok(status: int, expected) -> bool:
+    """``expected`` is one status, a list of them, or None for any 2xx/3xx."""
+    if expected is None or expected == []:
+        return 200 <= status < 400
+    if isinstance(expected, (list, tuple)):
+        return status in [int(e) for e in expected]
+    return status == int(expected)
+
+
+def log_tail(text: str, lines: int) -> list:
+    """The last ``lines`` non-empty log lines, right-stripped."""
+    out = [line.rstrip() for line in (text or "").splitlines() if line.strip()]
+    return out[-lines:] if lines > 0 else []
+
+
+# --------------------------------------------------------------------------- history
+
+
+def parse_history(text: str, path: str) -> dict:
+    """The history file's content; an empty or missing file is an empty history."""
+    if not (text or "").strip():
+        return {"version": HISTORY_VERSION, "deployments": []}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RolloutError(f"the history file {path} is not JSON ({exc}); move it away and run again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
+        raise RolloutError(f"the history file {path} has no 'deployments' list; move it away and run again")
+    return data
+
+
+def add_record(history: dict, record: dict, size: int) -> dict:
+    """A new history with ``record`` appended, keeping the last ``size`` records."""
+    records = [*history.get("deployments", []), record]
+    if size > 0:
+        records = records[-size:]
+    return {**history, "version": HISTORY_VERSION, "deployments": records}
+
+
+def new_record(
+    *,
+    when: str,
+    name: str,
+    action: str,
+    result: str,
+    reference: str = "",
+    digest: str = "",
+    previous_digest: str = "",
+    platform: str = "",
+    config_hash: str = "",
+    health: dict | None = None,
+    seconds: float = 0.0,
+    detail: str = "",
+) -> dict:
+    """One history record. ``action`` says what was attempted, ``result`` how it ended."""
+    return {
+        "time": when,
+        "container": name,
+        "action": action,
+        "result": result,
+        "reference": reference,
+        "digest": digest,
+        "previous_digest": previous_digest,
+        "platform": platform,
+        "config_hash": config_hash,
+        "health": (health or {}).get("status", ""),
+        "seconds": round(seconds, 3),
+        "detail": detail,
+    }
+
+
+def last_record(history: dict, name: str) -> dict | None:
+    for record in reversed(history.get("deployments", [])):
+        if record.get("container") == name:
+            return record
+    return None

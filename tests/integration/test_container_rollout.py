@@ -1,0 +1,366 @@
+"""container_rollout against the real engine, the local registry and QEMU emulation.
+
+The application is tests/integration/apps/rollout-app (busybox httpd with a HEALTHCHECK), built here as
+three tags of 127.0.0.1:5000/fleet-test/rollout-app: v1 and v2 healthy, v3 failing its HEALTHCHECK.
+The tests of one deployment build on each other, in file order: v1, v2, v3 (rolled back), rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from .helpers import run, run_module
+
+MODULE = "fleet.multiarch.container_rollout"
+APP_DIR = Path(__file__).parent / "apps" / "rollout-app"
+APP = "fleet-test-rollout-app"
+ARM = "fleet-test-rollout-arm"
+MISSING = "fleet-test-rollout-missing"
+BENCH = "fleet-test-rollout-bench"
+NAMES = [n + s for n in (APP, ARM, MISSING, BENCH) for s in ("", "-previous", "-next", "-older")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def remove_containers() -> None:
+    existing = run(["docker", "ps", "-a", "--format", "{{.Names}}"]).stdout.split()
+    doomed = [n for n in NAMES if n in existing]
+    if doomed:
+        run(["docker", "rm", "-f", *doomed])
+
+
+def inspect(name: str) -> dict | None:
+    proc = run(["docker", "inspect", "--type", "container", name], check=False)
+    return json.loads(proc.stdout)[0] if proc.returncode == 0 else None
+
+
+def get(port: int, path: str = "/") -> str:
+    return requests.get(f"http://127.0.0.1:{port}{path}", timeout=5).text.strip()
+
+
+@pytest.fixture(scope="module")
+def app(testenv, tmp_path_factory) -> dict:
+    """Build and push v1, v2 and v3 of the test application; remove the test containers afterwards."""
+    registry = testenv["registry"]
+    repo = f"{registry}/fleet-test/rollout-app"
+    for version, healthy in (("v1", "yes"), ("v2", "yes"), ("v3", "no")):
+        run(
+            [
+                "docker", "buildx", "build", "--builder", "default", "--platform", "linux/amd64",
+                "--build-arg", f"BASE={registry}/library/busybox:latest",
+                "--build-arg", f"VERSION={version}", "--build-arg", f"HEALTHY={healthy}",
+                "--output", f"type=image,name={repo}:{version},push=true",
+                str(APP_DIR),
+            ]
+        )  # fmt: skip
+    remove_containers()
+    tmp = tmp_path_factory.mktemp("rollout")
+    info = {"repo": repo, "registry": registry, "port": free_port(), "history": str(tmp / "history.json"), "tmp": tmp}
+    yield info
+    remove_containers()
+
+
+def app_args(app: dict, version: str, **extra) -> dict:
+    args = {
+        "name": APP,
+        "image": f"{app['repo']}:{version}",
+        "ports": [f"127.0.0.1:{app['port']}:8080"],
+        "env": {"GREETING": "hello"},
+        "labels": {"org.example.team": "fleet"},
+        "memory": "64m",
+        "log_driver": "json-file",
+        "log_options": {"max-size": "1m"},
+        "history_file": app["history"],
+        "health_timeout": 30,
+    }
+    args.update(extra)
+    return args
+
+
+def test_deploy_check_apply_check(app):
+    # Check mode: it would deploy, and nothing is created.
+    result = run_module(MODULE, app_args(app, "v1"), check_mode=True, diff=True)
+    assert result["failed"] is False, result.get("msg")
+    assert result["changed"] is True
+    assert result["action"] == "create"
+    assert result["platform"] == "linux/amd64"  # the device's own platform, as device_facts decides it
+    assert result["image"].startswith(app["repo"] + "@sha256:")
+    assert result["diff"]["before"] == {}
+    assert result["diff"]["after"]["digest"] == result["digest_after"]
+    assert inspect(APP) is None
+
+    applied = run_module(MODULE, app_args(app, "v1"))
+    assert applied["failed"] is False, applied.get("msg")
+    assert applied["changed"] is True
+    assert applied["health"]["status"] == "healthy"
+    assert applied["health"]["method"] == "healthcheck"
+    assert applied["digest_after"] == result["digest_after"]
+    attrs = inspect(APP)
+    assert attrs["State"]["Running"] is True
+    assert attrs["Config"]["Image"] == applied["image"]  # a digest, never the tag
+    labels = attrs["Config"]["Labels"]
+    assert labels["io.fleet-multiarch.digest"] == applied["digest_after"]
+    assert labels["io.fleet-multiarch.reference"] == f"{app['repo']}:v1"
+    assert labels["org.example.team"] == "fleet"
+    assert "GREETING=hello" in attrs["Config"]["Env"]
+    assert attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert attrs["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    assert attrs["HostConfig"]["LogConfig"]["Config"]["max-size"] == "1m"
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert get(app["port"]) == "v1"
+    started = attrs["State"]["StartedAt"]
+
+    again = run_module(MODULE, app_args(app, "v1"))
+    assert again["failed"] is False, again.get("msg")
+    assert again["changed"] is False
+    assert again["action"] == "none"
+    assert inspect(APP)["State"]["StartedAt"] == started  # not restarted
+
+    checked = run_module(MODULE, app_args(app, "v1"), check_mode=True)
+    assert checked["changed"] is False
+
+    # A configuration change alone is a deployment too (same digest, other env).
+    changed_env = run_module(MODULE, app_args(app, "v1", env={"GREETING": "bye"}), check_mode=True, diff=True)
+    assert changed_env["changed"] is True
+    assert changed_env["diff"]["before"]["digest"] == changed_env["diff"]["after"]["digest"]
+    assert changed_env["diff"]["before"]["config_hash"] != changed_env["diff"]["after"]["config_hash"]
+    app["v1_digest"] = applied["digest_after"]
+
+
+def test_deploy_v2_shows_digest_diff_and_keeps_previous(app):
+    result = run_module(MODULE, app_args(app, "v2"), diff=True)
+    assert result["failed"] is False, result.get("msg")
+    assert result["changed"] is True
+    assert result["action"] == "replace"
+    assert result["diff"]["before"]["digest"] == app["v1_digest"]
+    assert result["diff"]["after"]["digest"] == result["digest_after"] != app["v1_digest"]
+    assert result["digest_before"] == app["v1_digest"]
+    assert get(app["port"]) == "v2"
+    assert result["previous"] == {"name": f"{APP}-previous", "digest": app["v1_digest"]}
+    previous = inspect(f"{APP}-previous")
+    assert previous["State"]["Running"] is False
+    assert previous["HostConfig"]["RestartPolicy"]["Name"] == "no"  # a reboot must not start it
+    assert inspect(f"{APP}-next") is None
+    history = json.loads(Path(app["history"]).read_text())["deployments"]
+    assert [(r["action"], r["result"]) for r in history] == [("create", "ok"), ("replace", "ok")]
+    assert history[-1]["previous_digest"] == app["v1_digest"]
+    again = run_module(MODULE, app_args(app, "v2"))
+    assert again["changed"] is False
+    app["v2_digest"] = result["digest_after"]
+    app["v2_id"] = inspect(APP)["Id"]
+
+
+def test_unhealthy_v3_is_rolled_back(app):
+    result = run_module(MODULE, app_args(app, "v3"))
+    assert result["failed"] is True
+    assert result["rolled_back"] is True
+    assert result["health"]["status"] == "unhealthy"
+    assert "HEALTHCHECK" in result["health"]["detail"]
+    assert "404" in result["msg"]  # the log tail of the failed container
+    assert "rollout-app v3 starting" in result["msg"]
+    assert any("rollout-app v3" in line for line in result["logs"])
+    assert "Rolled back" in result["msg"]
+    assert result["digest_after"] == app["v2_digest"]
+    # v2 serves again, the very same container; v3 is gone.
+    assert get(app["port"]) == "v2"
+    assert inspect(APP)["Id"] == app["v2_id"]
+    assert inspect(APP)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert inspect(f"{APP}-next") is None
+    # v1 stays kept for a rollback on demand.
+    assert inspect(f"{APP}-previous")["Config"]["Labels"]["io.fleet-multiarch.digest"] == app["v1_digest"]
+    assert inspect(f"{APP}-older") is None
+    history = json.loads(Path(app["history"]).read_text())["deployments"]
+    assert history[-1]["result"] == "rolled_back"
+    assert history[-1]["reference"].endswith(":v3")
+
+
+def test_failing_http_probe_times_out_and_rolls_back(app):
+    result = run_module(
+        MODULE,
+        app_args(app, "v1", health={"http": {"url": f"http://127.0.0.1:{app['port']}/missing"}}, health_timeout=3),
+    )
+    assert result["failed"] is True
+    assert result["health"]["status"] == "timeout"
+    assert result["health"]["method"] == "http"
+    assert "HTTP 404" in result["health"]["detail"]
+    assert result["rolled_back"] is True
+    assert get(app["port"]) == "v2"
+    assert inspect(APP)["Id"] == app["v2_id"]
+
+
+def test_state_rolled_back(app):
+    args = {"name": APP, "state": "rolled_back", "history_file": app["history"]}
+    checked = run_module(MODULE, args, check_mode=True, diff=True)
+    assert checked["failed"] is False, checked.get("msg")
+    assert checked["changed"] is True
+    assert checked["diff"]["before"]["digest"] == app["v2_digest"]
+    assert checked["diff"]["after"]["digest"] == app["v1_digest"]
+    assert get(app["port"]) == "v2"
+
+    result = run_module(MODULE, args)
+    assert result["failed"] is False, result.get("msg")
+    assert result["changed"] is True
+    assert result["rolled_back"] is True
+    assert result["digest_after"] == app["v1_digest"]
+    assert result["health"]["status"] == "healthy"
+    assert get(app["port"]) == "v1"
+    attrs = inspect(APP)
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"  # restored from the label
+    assert inspect(f"{APP}-previous")["Config"]["Labels"]["io.fleet-multiarch.digest"] == app["v2_digest"]
+
+    again = run_module(MODULE, args)
+    assert again["failed"] is False, again.get("msg")
+    assert again["changed"] is False
+    assert get(app["port"]) == "v1"
+
+    # Deploying v2 again is a normal deployment.
+    forward = run_module(MODULE, app_args(app, "v2"))
+    assert forward["changed"] is True
+    assert get(app["port"]) == "v2"
+
+
+def test_rolled_back_without_previous_fails_clearly(app):
+    result = run_module(
+        MODULE, {"name": "fleet-test-rollout-none", "state": "rolled_back", "history_file": app["history"]}
+    )
+    assert result["failed"] is True
+    assert "no previous deployment of fleet-test-rollout-none" in result["msg"]
+
+
+def test_platform_variant_runs_under_emulation(app):
+    args = {
+        "name": ARM,
+        "image": f"{app['registry']}/library/busybox:latest",
+        "platform": "linux/arm/v7",
+        # httpd started directly: busybox's shell re-executes its applets through /proc/self/exe, which loses
+        # argv[0] under QEMU registered without the P (preserve-argv0) flag.
+        "command": ["httpd", "-f", "-p", "8080"],
+        "init": True,
+        "running_seconds": 1,
+        "history_file": str(app["tmp"] / "arm.json"),
+    }
+    result = run_module(MODULE, args)
+    assert result["failed"] is False, result.get("msg")
+    assert result["platform"] == "linux/arm/v7"
+    assert result["platform_match"] == "linux/arm/v7"
+    assert result["health"]["method"] == "running"
+    assert run(["docker", "exec", ARM, "uname", "-m"]).stdout.strip() == "armv7l"
+    image = run(["docker", "image", "inspect", result["image"], "--format", "{{.Architecture}}/{{.Variant}}"])
+    assert image.stdout.strip() == "arm/v7"
+    again = run_module(MODULE, args)
+    assert again["changed"] is False
+    # Another platform of the same index; the command probe runs inside the container, under emulation too.
+    probe = {"command": ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/etc/hostname"]}
+    arm64 = run_module(MODULE, {**args, "platform": "aarch64", "health": probe})
+    assert arm64["failed"] is False, arm64.get("msg")
+    assert arm64["platform_match"] == "linux/arm64"
+    assert arm64["health"]["method"] == "command"
+    assert arm64["health"]["status"] == "healthy"
+    assert run(["docker", "exec", ARM, "uname", "-m"]).stdout.strip() == "aarch64"
+
+
+def test_index_without_the_platform_is_a_clear_error(app):
+    result = run_module(
+        MODULE,
+        {
+            "name": MISSING,
+            "image": f"{app['registry']}/library/debian:bookworm",
+            "platform": "linux/arm/v6",
+            "history_file": str(app["tmp"] / "missing.json"),
+        },
+    )
+    assert result["failed"] is True
+    assert "has no image for linux/arm/v6" in result["msg"]
+    assert "linux/amd64, linux/arm64, linux/arm/v7" in result["msg"]
+    assert inspect(MISSING) is None
+
+
+def _watch(port: int, stop: threading.Event, samples: list) -> None:
+    while not stop.is_set():
+        now = time.monotonic()
+        try:
+            ok = requests.get(f"http://127.0.0.1:{port}/", timeout=0.2).status_code == 200
+        except requests.exceptions.RequestException:
+            ok = False
+        samples.append((now, ok))
+        time.sleep(0.005)
+
+
+def longest_outage(samples: list) -> float:
+    """Seconds between the last good answer before a failure and the first good answer after it."""
+    worst, last_ok, failing = 0.0, None, False
+    for when, ok in samples:
+        if ok:
+            if failing and last_ok is not None:
+                worst = max(worst, when - last_ok)
+            last_ok, failing = when, False
+        else:
+            failing = True
+    return worst
+
+
+def measure(port: int, action) -> float:
+    stop, samples = threading.Event(), []
+    watcher = threading.Thread(target=_watch, args=(port, stop, samples), daemon=True)
+    watcher.start()
+    time.sleep(0.3)
+    action()
+    done = time.monotonic()
+    deadline = done + 15
+    while time.monotonic() < deadline and not any(ok for when, ok in samples[-3:] if when > done):
+        time.sleep(0.01)
+    time.sleep(0.1)
+    stop.set()
+    watcher.join()
+    assert any(ok for when, ok in samples if when > done), "the application does not answer after the swap"
+    return longest_outage(samples)
+
+
+def test_swap_downtime(app, capsys):
+    port = free_port()
+    base = {
+        "name": BENCH,
+        "ports": [f"127.0.0.1:{port}:8080"],
+        "history_file": str(app["tmp"] / "bench.json"),
+        "health": {"http": {"url": f"http://127.0.0.1:{port}/health"}},
+        "health_interval": 0.05,
+    }
+    first = run_module(MODULE, {**base, "image": f"{app['repo']}:v1"})
+    assert first["failed"] is False, first.get("msg")
+    results = {}
+
+    def swap():
+        results["module"] = run_module(MODULE, {**base, "image": f"{app['repo']}:v2"})
+
+    module_outage = measure(port, swap)
+    assert results["module"]["failed"] is False, results["module"].get("msg")
+    assert results["module"]["health"]["method"] == "http"
+    assert get(port) == "v2"
+
+    # The reference: docker pull && docker rm -f && docker run, the image already present as for the module.
+    def naive():
+        run(["docker", "pull", "-q", f"{app['repo']}:v1"])
+        run(["docker", "rm", "-f", BENCH])
+        run(["docker", "run", "-d", "--name", BENCH, "-p", f"127.0.0.1:{port}:8080", f"{app['repo']}:v1"])
+
+    naive_outage = measure(port, naive)
+    assert get(port) == "v1"
+    with capsys.disabled():
+        print(
+            f"\ncontainer_rollout swap: longest outage {module_outage:.3f} s"
+            f" (module swap_seconds {results['module']['swap_seconds']:.3f},"
+            f" total {results['module']['seconds']:.3f} s);"
+            f" docker pull && rm -f && run: {naive_outage:.3f} s"
+        )
+    assert module_outage < 5.0

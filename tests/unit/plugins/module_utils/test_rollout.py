@@ -1,0 +1,496 @@
+"""Unit tests for _rollout: options to configuration, what runs, the plan, health and history."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as ro
+
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+
+# The State of a container of the rollout test app (docker inspect, Engine 20.10), trimmed.
+HEALTHY_STATE = {
+    "Status": "running",
+    "Running": True,
+    "Restarting": False,
+    "OOMKilled": False,
+    "ExitCode": 0,
+    "Error": "",
+    "StartedAt": "2026-11-28T06:44:07.418869913Z",
+    "Health": {
+        "Status": "healthy",
+        "FailingStreak": 0,
+        "Log": [{"Start": "2026-11-28T06:44:08Z", "End": "2026-11-28T06:44:08Z", "ExitCode": 0, "Output": ""}],
+    },
+}
+UNHEALTHY_STATE = {
+    **HEALTHY_STATE,
+    "Health": {
+        "Status": "unhealthy",
+        "FailingStreak": 2,
+        "Log": [
+            {"ExitCode": 1, "Output": "Connecting to 127.0.0.1:8080 (127.0.0.1:8080)\n"},
+            {
+                "ExitCode": 1,
+                "Output": "Connecting to 127.0.0.1:8080 (127.0.0.1:8080)\n"
+                "wget: server returned error: HTTP/1.1 404 Not Found\n",
+            },
+        ],
+    },
+}
+EXITED_STATE = {"Status": "exited", "Running": False, "ExitCode": 2, "Error": "", "OOMKilled": False}
+
+
+def params(**extra) -> dict:
+    base = {
+        "command": None,
+        "env": {},
+        "ports": [],
+        "volumes": [],
+        "restart_policy": "unless-stopped",
+        "restart_retries": 0,
+        "labels": {},
+        "memory": None,
+        "log_driver": None,
+        "log_options": {},
+        "network_mode": None,
+        "init": False,
+    }
+    base.update(extra)
+    return base
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("8080:80", {"container": "80/tcp", "host_ip": "", "host_port": "8080"}),
+        ("127.0.0.1:8080:80", {"container": "80/tcp", "host_ip": "127.0.0.1", "host_port": "8080"}),
+        ("8080:80/udp", {"container": "80/udp", "host_ip": "", "host_port": "8080"}),
+        ("80", {"container": "80/tcp", "host_ip": "", "host_port": ""}),
+        ("127.0.0.1::80", {"container": "80/tcp", "host_ip": "127.0.0.1", "host_port": ""}),
+        ("[::1]:8443:443/tcp", {"container": "443/tcp", "host_ip": "::1", "host_port": "8443"}),
+        (8080, {"container": "8080/tcp", "host_ip": "", "host_port": ""}),
+    ],
+)
+def test_parse_port(spec, expected):
+    assert ro.parse_port(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("http", "cannot read"),
+        ("8080:70000", "outside 1-65535"),
+        ("80/icmp", "cannot read"),
+    ],
+)
+def test_parse_port_refuses(spec, message):
+    with pytest.raises(ro.RolloutError, match=message):
+        ro.parse_port(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("/srv/data:/data", "/srv/data:/data:rw"),
+        ("appdata:/data:ro", "appdata:/data:ro"),
+    ],
+)
+def test_parse_volume(spec, expected):
+    assert ro.parse_volume(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["/data", "data:relative", "/a:/b:rx", ":/b"])
+def test_parse_volume_refuses(spec):
+    with pytest.raises(ro.RolloutError, match="volumes"):
+        ro.parse_volume(spec)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("64m", 64 * 1024**2),
+        ("64M", 64 * 1024**2),
+        ("512MiB", 512 * 1024**2),
+        ("1g", 1024**3),
+        ("1.5g", int(1.5 * 1024**3)),
+        ("10485760", 10485760),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_parse_memory(value, expected):
+    assert ro.parse_memory(value) == expected
+
+
+@pytest.mark.parametrize(("value", "message"), [("lots", "cannot read"), ("1m", "minimum of 6 MiB")])
+def test_parse_memory_refuses(value, message):
+    with pytest.raises(ro.RolloutError, match=message):
+        ro.parse_memory(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("httpd -f -p 8080", ["httpd", "-f", "-p", "8080"]),
+        ("sh -c 'echo a b'", ["sh", "-c", "echo a b"]),
+        (["sh", "-c", "echo a b"], ["sh", "-c", "echo a b"]),
+        ([1, 2], ["1", "2"]),
+    ],
+)
+def test_parse_command(value, expected):
+    assert ro.parse_command(value) == expected
+
+
+def test_parse_command_refuses_unclosed_quote():
+    with pytest.raises(ro.RolloutError, match="cannot split"):
+        ro.parse_command("sh -c 'echo")
+
+
+def test_desired_config_is_normalised_and_hash_ignores_order():
+    one = ro.desired_config(
+        params(env={"B": 2, "A": "x"}, ports=["9090:90", "127.0.0.1:8080:80"], volumes=["b:/b", "a:/a:ro"])
+    )
+    two = ro.desired_config(
+        params(env={"A": "x", "B": "2"}, ports=["127.0.0.1:8080:80", "9090:90/tcp"], volumes=["a:/a:ro", "b:/b:rw"])
+    )
+    assert one == two
+    assert ro.config_hash(one) == ro.config_hash(two)
+    assert list(one["env"]) == ["A", "B"]
+    assert one["env"]["B"] == "2"
+    assert one["restart_policy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"env": {"A": "y"}},
+        {"ports": ["8081:80"]},
+        {"command": ["sh"]},
+        {"memory": "64m"},
+        {"restart_policy": "always"},
+        {"labels": {"team": "a"}},
+        {"log_driver": "local"},
+        {"log_options": {"max-size": "1m"}},
+        {"network_mode": "host"},
+        {"init": True},
+        {"volumes": ["/a:/a"]},
+    ],
+)
+def test_every_option_changes_the_hash(change):
+    base = ro.config_hash(ro.desired_config(params(env={"A": "x"})))
+    assert ro.config_hash(ro.desired_config(params(**{"env": {"A": "x"}, **change}))) != base
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"env": {"DEBUG": True}}, "boolean; quote it"),
+        ({"env": {"A=B": "x"}}, "not a valid variable name"),
+        ({"env": {"A": {"nested": 1}}}, "must be a string"),
+        ({"labels": {"io.fleet-multiarch.digest": "x"}}, "belong to the module"),
+        ({"restart_policy": "sometimes"}, "not one of"),
+        ({"restart_retries": 3}, "on-failure only"),
+    ],
+)
+def test_desired_config_refuses(extra, message):
+    with pytest.raises(ro.RolloutError, match=message):
+        ro.desired_config(params(**extra))
+
+
+def test_create_kwargs():
+    config = ro.desired_config(
+        params(
+            command="httpd -f",
+            env={"A": "1"},
+            ports=["8080:80", "127.0.0.1:8081:80", "53/udp", "127.0.0.1::9000"],
+            volumes=["/srv:/data:ro"],
+            labels={"team": "fleet"},
+            memory="64m",
+            log_driver="json-file",
+            log_options={"max-size": "1m"},
+            network_mode="bridge",
+            init=True,
+            restart_policy="on-failure",
+            restart_retries=3,
+        )
+    )
+    labels = ro.deployment_labels("r:1", DIGEST_A, "linux/arm/v7", "sha256:c", config["restart_policy"])
+    kwargs = ro.create_kwargs(config, labels)
+    assert kwargs["command"] == ["httpd", "-f"]
+    assert kwargs["environment"] == {"A": "1"}
+    assert kwargs["ports"] == {
+        "80/tcp": [8080, ("127.0.0.1", 8081)],
+        "53/udp": None,
+        "9000/tcp": [("127.0.0.1",)],
+    }
+    assert kwargs["volumes"] == ["/srv:/data:ro"]
+    assert kwargs["labels"]["team"] == "fleet"
+    assert kwargs["labels"][ro.LABEL_DIGEST] == DIGEST_A
+    assert kwargs["labels"][ro.LABEL_PLATFORM] == "linux/arm/v7"
+    assert json.loads(kwargs["labels"][ro.LABEL_RESTART]) == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert kwargs["mem_limit"] == 64 * 1024**2
+    assert kwargs["log_config"] == {"type": "json-file", "config": {"max-size": "1m"}}
+    assert kwargs["network_mode"] == "bridge"
+    assert kwargs["init"] is True
+    assert kwargs["restart_policy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+
+
+def test_create_kwargs_minimal_keeps_image_defaults():
+    kwargs = ro.create_kwargs(ro.desired_config(params()), {})
+    assert set(kwargs) == {"environment", "labels", "restart_policy"}
+
+
+# --------------------------------------------------------------------------- what runs, the plan
+
+
+def attrs_for(digest=DIGEST_A, chash="sha256:c", state=None, labels=None) -> dict:
+    base_labels = ro.deployment_labels("r:1", digest, "linux/amd64", chash, {"Name": "always"}) if digest else {}
+    return {
+        "Id": "f9f60c35ce45",
+        "Name": "/app",
+        "Config": {"Image": f"r@{digest}", "Labels": {**base_labels, **(labels or {})}},
+        "State": state if state is not None else HEALTHY_STATE,
+    }
+
+
+def test_deployment_of_reads_labels():
+    dep = ro.deployment_of(attrs_for())
+    assert dep["digest"] == DIGEST_A
+    assert dep["name"] == "app"
+    assert dep["managed"] is True
+    assert dep["running"] is True
+    assert dep["restart_policy"] == {"Name": "always"}
+    assert ro.deployment_of({}) is None
+
+
+def test_deployment_of_an_unmanaged_container():
+    dep = ro.deployment_of(attrs_for(digest="", labels={"maintainer": "x"}))
+    assert dep["managed"] is False
+    assert dep["digest"] == ""
+    assert dep["restart_policy"] is None
+
+
+@pytest.mark.parametrize(
+    ("current", "digest", "chash", "action"),
+    [
+        (None, DIGEST_A, "sha256:c", "create"),
+        (attrs_for(), DIGEST_A, "sha256:c", "none"),
+        (attrs_for(state=EXITED_STATE), DIGEST_A, "sha256:c", "start"),
+        (attrs_for(), DIGEST_B, "sha256:c", "replace"),
+        (attrs_for(), DIGEST_A, "sha256:d", "replace"),
+        (attrs_for(digest=""), DIGEST_A, "sha256:c", "replace"),
+    ],
+)
+def test_plan(current, digest, chash, action):
+    assert ro.plan(ro.deployment_of(current) if current else None, digest, chash) == action
+
+
+def test_diff_view():
+    assert ro.diff_view(None) == {}
+    view = ro.diff_view(ro.deployment_of(attrs_for()))
+    assert view == {"reference": "r:1", "digest": DIGEST_A, "platform": "linux/amd64", "config_hash": "sha256:c"}
+    assert ro.diff_view({"digest": DIGEST_B}, {"env": {}})["config"] == {"env": {}}
+
+
+def test_no_platform_message_names_platform_and_variants():
+    msg = ro.no_platform_message(
+        "127.0.0.1:5000/library/debian:bookworm", "linux/arm/v6", ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+    )
+    assert "has no image for linux/arm/v6" in msg
+    assert "the index has linux/amd64, linux/arm64, linux/arm/v7" in msg
+
+
+def test_names():
+    assert ro.previous_name("app") == "app-previous"
+    assert ro.next_name("app") == "app-next"
+    assert ro.older_name("app") == "app-older"
+    assert ro.image_name("127.0.0.1:5000/a", DIGEST_A) == f"127.0.0.1:5000/a@{DIGEST_A}"
+
+
+# --------------------------------------------------------------------------- health
+
+
+@pytest.mark.parametrize(
+    ("attrs", "state", "detail"),
+    [
+        ({}, "gone", "no longer exists"),
+        ({"State": HEALTHY_STATE}, "running", "running"),
+        ({"State": EXITED_STATE}, "exited", "exited (exit code 2)"),
+        ({"State": {**EXITED_STATE, "OOMKilled": True}}, "exited", "out of memory"),
+        ({"State": {**HEALTHY_STATE, "Restarting": True, "Status": "restarting"}}, "exited", "restarting"),
+        ({"State": {**EXITED_STATE, "Error": "port is already allocated"}}, "exited", "already allocated"),
+    ],
+)
+def test_container_state(attrs, state, detail):
+    got_state, got_detail = ro.container_state(attrs)
+    assert got_state == state
+    assert detail in got_detail
+
+
+def test_docker_health():
+    assert ro.docker_health({"State": HEALTHY_STATE}) == ("healthy", "last check exited 0")
+    status, detail = ro.docker_health({"State": UNHEALTHY_STATE})
+    assert status == "unhealthy"
+    assert detail == "last check exited 1: wget: server returned error: HTTP/1.1 404 Not Found"
+    assert ro.docker_health({"State": EXITED_STATE}) == ("", "")
+    assert ro.docker_health({}) == ("", "")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_wait_healthy_polls_until_healthy():
+    clock = FakeClock()
+    answers = iter([("waiting", "starting"), ("waiting", "starting"), ("healthy", "ok")])
+    result = ro.wait_healthy(lambda: next(answers), timeout=10, interval=0.5, clock=clock, sleep=clock.sleep)
+    assert result == {"status": "healthy", "detail": "ok", "seconds": 1.0, "checks": 3}
+
+
+def test_wait_healthy_stops_at_unhealthy():
+    clock = FakeClock()
+    result = ro.wait_healthy(lambda: ("unhealthy", "exited"), timeout=10, interval=1, clock=clock, sleep=clock.sleep)
+    assert result["status"] == "unhealthy"
+    assert result["checks"] == 1
+
+
+def test_wait_healthy_times_out_within_the_bound():
+    clock = FakeClock()
+    result = ro.wait_healthy(lambda: ("waiting", "HTTP 503"), timeout=3, interval=1, clock=clock, sleep=clock.sleep)
+    assert result["status"] == "timeout"
+    assert result["detail"] == "not healthy within 3 s (HTTP 503)"
+    assert result["seconds"] == 3.0
+    assert result["checks"] == 4
+
+
+def running():
+    return "running", "running"
+
+
+def no_healthcheck():
+    return "", ""
+
+
+def combine(container_check=running, probes=(), health_check=no_healthcheck, *, grace=2.0, now=100.0, started=100.0):
+    return ro.combine_checks(
+        container_check, list(probes), health_check, grace=grace, clock=lambda: now, started=started
+    )
+
+
+def test_combine_checks_exited_is_unhealthy_at_once():
+    assert combine(container_check=lambda: ("exited", "exit code 2")) == ("unhealthy", "exit code 2")
+
+
+def test_combine_checks_probes_decide():
+    assert combine(probes=[lambda: ("pass", "a"), lambda: ("pass", "b")]) == ("healthy", "every probe passed")
+    assert combine(probes=[lambda: ("pass", "a"), lambda: ("fail", "HTTP 503")]) == ("waiting", "HTTP 503")
+    assert combine(probes=[lambda: ("error", "exited 127")]) == ("unhealthy", "exited 127")
+    # The probes decide healthy even while the image's HEALTHCHECK is still starting...
+    assert combine(probes=[lambda: ("pass", "a")], health_check=lambda: ("starting", ""))[0] == "healthy"
+    # ...but an unhealthy HEALTHCHECK fails the deployment anyway.
+    state, detail = combine(probes=[lambda: ("pass", "a")], health_check=lambda: ("unhealthy", "exit 1"))
+    assert state == "unhealthy"
+    assert "HEALTHCHECK reports unhealthy (exit 1)" in detail
+
+
+def test_combine_checks_healthcheck_decides_without_probes():
+    assert combine(health_check=lambda: ("healthy", ""))[0] == "healthy"
+    assert combine(health_check=lambda: ("starting", ""))[0] == "waiting"
+
+
+def test_combine_checks_running_for_the_grace_period():
+    assert combine(now=101.0) == ("waiting", "running")
+    assert combine(now=102.0)[0] == "healthy"
+
+
+@pytest.mark.parametrize(
+    ("health", "has_hc", "method"),
+    [
+        (None, False, "running"),
+        (None, True, "healthcheck"),
+        ({"http": {"url": "x"}, "tcp": None, "command": None}, True, "http"),
+        ({"http": {"url": "x"}, "tcp": {"port": 1}, "command": ["true"]}, False, "http+tcp+command"),
+    ],
+)
+def test_health_method(health, has_hc, method):
+    assert ro.health_method(health, has_hc) == method
+
+
+@pytest.mark.parametrize(("code", "state"), [(0, "pass"), (1, "fail"), (126, "error"), (127, "error")])
+def test_command_probe_state(code, state):
+    assert ro.command_probe_state(code) == state
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "ok"),
+    [(200, [200], True), (204, [200], False), (204, [200, 204], True), (302, None, True), (500, None, False)],
+)
+def test_http_status_ok(status, expected, ok):
+    assert ro.http_status_ok(status, expected) is ok
+
+
+def test_log_tail():
+    text = "one\n\ntwo  \nthree\nfour\n"
+    assert ro.log_tail(text, 2) == ["three", "four"]
+    assert ro.log_tail(text, 10) == ["one", "two", "three", "four"]
+    assert ro.log_tail("", 5) == []
+    assert ro.log_tail(text, 0) == []
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_history_is_bounded_and_keeps_the_newest():
+    history = ro.parse_history("", "/h.json")
+    for number in range(5):
+        record = ro.new_record(when=f"t{number}", name="app", action="replace", result="ok", digest=f"d{number}")
+        history = ro.add_record(history, record, 3)
+    assert [r["digest"] for r in history["deployments"]] == ["d2", "d3", "d4"]
+    assert history["version"] == ro.HISTORY_VERSION
+    assert ro.parse_history(json.dumps(history), "/h.json") == history
+
+
+def test_history_record_fields():
+    record = ro.new_record(
+        when="2026-11-28T06:44:08+00:00",
+        name="app",
+        action="replace",
+        result="rolled_back",
+        reference="r:3",
+        digest=DIGEST_B,
+        previous_digest=DIGEST_A,
+        platform="linux/arm/v7",
+        config_hash="sha256:c",
+        health={"status": "unhealthy"},
+        seconds=4.12345,
+    )
+    assert record["health"] == "unhealthy"
+    assert record["seconds"] == 4.123
+    assert record["previous_digest"] == DIGEST_A
+
+
+@pytest.mark.parametrize(("text", "message"), [("{", "is not JSON"), ("[]", "no 'deployments' list")])
+def test_parse_history_refuses(text, message):
+    with pytest.raises(ro.RolloutError, match=message):
+        ro.parse_history(text, "/h.json")
+
+
+def test_last_record_of_a_container():
+    history = {"deployments": [{"container": "a", "n": 1}, {"container": "b", "n": 2}, {"container": "a", "n": 3}]}
+    assert ro.last_record(history, "a")["n"] == 3
+    assert ro.last_record(history, "c") is None
