@@ -28,6 +28,7 @@
 # FLEET_ARMHF (guests of each kind, default 1), FLEET_IMAGE (base), FLEET_PORT_BASE (12200: arm64 guest
 # N gets PORT_BASE+N, armhf guest N gets PORT_BASE+100+N), FLEET_MEMORY (MiB, 1024), FLEET_SMP (1),
 # FLEET_BOOT_TIMEOUT (s, 900), FLEET_BUILD_PARALLEL (1: build both architectures at once), FLEET_DISK_SIZE.
+# shellcheck disable=SC2119 # debian_mirror takes an optional argument (main by default)
 set -euo pipefail
 
 CACHE=${FLEET_TESTENV_CACHE:-/var/cache/fleet-multiarch-testenv}/fleet
@@ -102,23 +103,9 @@ check_binfmt() {
   done
 }
 
-# The Debian mirror this machine already uses, read from its apt sources (never a fixed host name).
-debian_mirror() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    uri=$(awk -v RS= '/Types:[^\n]*deb/ && /Suites:[^\n]*(bookworm|trixie|sid|stable)( |\n|$)/ && !/debian-security/ {
-            if (match($0, /URIs:[ \t]*[^ \t\n]+/)) { s = substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s); print s; exit } }' "$f")
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f" |
-      grep -m1 -i debian || true)
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  return 1
-}
+# debian_mirror [main|security]: the Debian mirror this machine already uses (scripts/lib).
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 # apt-get with a private configuration for the guests' architectures; the system's stays untouched.
 private_apt() {

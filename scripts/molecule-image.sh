@@ -39,32 +39,9 @@ TMP_DIR=
 log() { printf '[molecule-image] %s\n' "$*" >&2; }
 die() { printf '[molecule-image] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# The Debian mirror of this machine (deb822 first, then one-line sources); $1 = main | security.
-debian_mirror() {
-  local kind=$1 f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    if [ "$kind" = security ]; then
-      uri=$(awk -v RS= '/Types:[^\n]*deb/ && /Suites:[^\n]*-security/ {
-              if (match($0, /URIs:[ \t]*[^ \t\n]+/)) { s = substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s); print s; exit } }' "$f")
-    else
-      uri=$(awk -v RS= '/Types:[^\n]*deb/ && /Suites:[^\n]*(bookworm|trixie|sid|stable)( |\n|$)/ && !/-security/ {
-              if (match($0, /URIs:[ \t]*[^ \t\n]+/)) { s = substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s); print s; exit } }' "$f")
-    fi
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    if [ "$kind" = security ]; then
-      uri=$(awk '$1 == "deb" && $0 ~ /-security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f")
-    else
-      uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f" |
-        grep -m1 -i debian || true)
-    fi
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  return 1
-}
+# debian_mirror [main|security]: the Debian mirror this machine already uses (scripts/lib).
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 main() {
   local force=0 mirror security recipe digest current

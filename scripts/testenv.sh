@@ -81,24 +81,9 @@ install_packages() {
   return 0
 }
 
-# The Debian mirror this machine already uses, read from its apt sources (never a fixed host name).
-debian_mirror() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    # deb822: the first stanza whose Suites name a plain release (not -security) and that is Debian.
-    uri=$(awk -v RS= '/Types:[^\n]*deb/ && /Suites:[^\n]*(bookworm|trixie|sid|stable)( |\n|$)/ && !/debian-security/ {
-            if (match($0, /URIs:[ \t]*[^ \t\n]+/)) { s = substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s); print s; exit } }' "$f")
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f" |
-      grep -m1 -i debian || true)
-    [ -n "$uri" ] && { echo "${uri%/}"; return 0; }
-  done
-  return 1
-}
+# debian_mirror [main|security]: the Debian mirror this machine already uses (scripts/lib).
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 # apt-get with a private configuration: other suites and architectures, without touching the system's.
 private_apt() {
@@ -115,7 +100,7 @@ private_apt() {
 ensure_trixie_lists() {
   local d="$CACHE/apt/trixie" mirror
   [ -n "$(find "$d/lists" -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ] && return 0
-  mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot fetch packages from trixie"
+  mirror=$(debian_mirror main) || die "no Debian mirror in /etc/apt/sources*; cannot fetch packages from trixie"
   mkdir -p "$d"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$d/sources.list"
   private_apt trixie -o APT::Architectures::=amd64 update >/dev/null || die "apt-get update of the trixie lists failed"
@@ -459,7 +444,7 @@ fetch_busybox_debs() {
   local want=()
   for p in "${BUSYBOX_PLATFORMS[@]}"; do want+=("busybox-static:${p##*:}"); done
   if ls "$d"/busybox-static_*_{amd64,arm64,armhf,armel}.deb >/dev/null 2>&1; then return 0; fi
-  mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot fetch busybox-static"
+  mirror=$(debian_mirror main) || die "no Debian mirror in /etc/apt/sources*; cannot fetch busybox-static"
   mkdir -p "$d" "$CACHE/apt/bookworm-ports"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $DEBIAN_SUITE main" > "$CACHE/apt/bookworm-ports/sources.list"
   local archopts=()
@@ -509,7 +494,7 @@ build_debian() {
     index_has_platforms "library/debian:$DEBIAN_SUITE" "${DEBIAN_PLATFORMS[@]%%:*}"; then
     return 0
   fi
-  mirror=$(debian_mirror) || die "no Debian mirror in /etc/apt/sources*; cannot build a Debian root"
+  mirror=$(debian_mirror main) || die "no Debian mirror in /etc/apt/sources*; cannot build a Debian root"
   for p in "${DEBIAN_PLATFORMS[@]}"; do
     platform=${p%%:*}; arch=${p##*:}
     d="$CACHE/build/debian-$arch"
