@@ -20,6 +20,7 @@ try:
     import docker
     from docker.errors import APIError, DockerException, NotFound
     from docker.types import LogConfig
+    from requests.exceptions import RequestException
 
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR = None
@@ -36,9 +37,19 @@ except ImportError as _exc:  # pragma: no cover - depends on the target's Python
     class NotFound(APIError):
         pass
 
+    class RequestException(Exception):
+        pass
+
+# The SDK raises its own exceptions for what the engine answers, and lets the ``requests`` ones through for what
+# the connection does: a read timeout of a busy engine (a small board under load) or a socket that went away.
+# Every call below catches both.
+
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-DEFAULT_API_TIMEOUT = 60
+# Seconds an Engine API call may take. Generous: on a small or busy board (and on emulated ARM guests) a
+# container create, start or inspect has been seen to take over a minute; a call that times out fails the
+# deployment (and is rolled back) instead of hanging.
+DEFAULT_API_TIMEOUT = 180
 
 
 class EngineError(Exception):
@@ -65,7 +76,7 @@ class Engine:
         if client is None:
             try:
                 client = docker.DockerClient(base_url=base_url, version="auto", timeout=timeout)
-            except DockerException as exc:
+            except (DockerException, RequestException) as exc:
                 raise EngineError(
                     f"cannot reach the Docker engine at {base_url}: {_explain(exc)};"
                     " check that it runs and that this user may use its socket (docker_host)"
@@ -78,7 +89,7 @@ class Engine:
         """The engine's ``/version`` (Version, ApiVersion, Os, Arch, ...)."""
         try:
             return self.client.version()
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(
                 f"asking the Docker engine at {self.base_url} its version failed: {_explain(exc)}"
             ) from None
@@ -103,7 +114,7 @@ class Engine:
             for event in stream:
                 if isinstance(event, dict) and event.get("error"):
                     raise EngineError(f"{what} failed: {event['error']}")
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(f"{what} failed: {_explain(exc)}") from None
 
     def has_image(self, reference: str) -> bool:
@@ -111,7 +122,7 @@ class Engine:
             self.client.images.get(reference)
         except NotFound:
             return False
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(f"inspecting image {reference} failed: {_explain(exc)}") from None
         return True
 
@@ -123,7 +134,7 @@ class Engine:
             return self.client.containers.get(name)
         except NotFound:
             return None
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(f"inspecting container {name} failed: {_explain(exc)}") from None
 
     def create(self, image: str, name: str, kwargs: dict):
@@ -134,13 +145,13 @@ class Engine:
             args["log_config"] = LogConfig(type=log.get("type") or "", config=log.get("config") or {})
         try:
             return self.client.containers.create(image, name=name, detach=True, **args)
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(f"creating container {name} from {image} failed: {_explain(exc)}") from None
 
     def _call(self, what: str, func, *args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(f"{what} failed: {_explain(exc)}") from None
 
     def start(self, container) -> None:
@@ -159,7 +170,7 @@ class Engine:
             container.remove(force=True)
         except NotFound:
             return
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(f"removing container {container.name} failed: {_explain(exc)}") from None
 
     def set_restart_policy(self, container, policy: dict) -> None:
@@ -178,7 +189,7 @@ class Engine:
             container.reload()
         except NotFound:
             return {}
-        except DockerException as exc:
+        except (DockerException, RequestException) as exc:
             raise EngineError(f"inspecting container {container.name} failed: {_explain(exc)}") from None
         return container.attrs
 
@@ -186,7 +197,7 @@ class Engine:
         """The last ``lines`` lines of stdout and stderr; "" when they cannot be read."""
         try:
             data = container.logs(stdout=True, stderr=True, tail=lines)
-        except DockerException:
+        except (DockerException, RequestException):
             return ""
         return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else str(data)
 
