@@ -1,0 +1,372 @@
+"""The rollout role and playbook (`ansible-playbook fleet.multiarch.rollout`) on the emulated ARM fleet.
+
+The module boots a private fleet - two arm64 and one armhf guest from the `provisioned` image (Docker
+installed by the device role), its own state directory and port range - and releases the test app
+(tests/integration/apps/rollout-app) for linux/amd64, linux/arm64 and linux/arm/v7 with the collection's
+own image_build. The release records are written here from what was pushed, as the release role writes
+them. The tests build on each other, in file order:
+
+1. v2 reaches every device: each runs the digest of its own platform and its container says the right
+   `uname -m`; the report lists every device as updated.
+2. The same release again changes nothing (changed=0) and restarts nothing.
+3. v3, whose HEALTHCHECK fails, stops the rollout at the canary: the canary is rolled back, the other devices
+   are not reached, every device still runs v2.
+4. A device powered off (its QEMU killed) before its batch runs is reported unreachable; with
+   max_fail_percentage 50 the rest of its batch gets v4.
+5. `down` leaves no QEMU of the fleet.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .helpers import VENV_BIN, run, run_module
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET = ROOT / "scripts" / "fleet.sh"
+PROVISION = ROOT / "scripts" / "fleet-provision.sh"
+APP_DIR = Path(__file__).parent / "apps" / "rollout-fleet-app"
+PORT_BASE = "12900"
+IMAGE = "provisioned"
+APP = "fleet-test-rollout"
+DEVICE_REGISTRY = "10.0.2.2:5000"  # the host's registry as QEMU user networking shows it to a guest
+PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+UNAME = {"arm64": "aarch64", "armhf": "armv7l"}
+PLATFORM = {"arm64": "linux/arm64", "armhf": "linux/arm/v7"}
+BOOT_TIMEOUT = 3600
+PLAY_TIMEOUT = 1800
+TIMES: dict[str, float] = {}
+
+
+class Fleet:
+    """A private fleet: its own state directory and ports, the machine's image cache."""
+
+    def __init__(self, state_parent: Path):
+        self.state = state_parent / "fleet"
+        self.env = dict(os.environ, FLEET_TESTENV_STATE=str(state_parent), FLEET_PORT_BASE=PORT_BASE)
+
+    def cmd(self, *args: str, check: bool = True, timeout: int = BOOT_TIMEOUT):
+        return run([str(FLEET), *args], check=check, timeout=timeout, env=self.env)
+
+    def guests(self) -> dict[str, dict]:
+        return {g["name"]: g for g in json.loads((self.state / "fleet.json").read_text())["guests"]}
+
+    def ssh(self, name: str, command: str, *, check: bool = True, timeout: int = 300):
+        return self.cmd("ssh", name, command, check=check, timeout=timeout)
+
+    def qemu_processes(self) -> list[str]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if cmdline.startswith("qemu-system-") and str(self.state) in cmdline:
+                found.append(f"{proc.name}: {cmdline}")
+        return found
+
+
+def provisioned_missing() -> list[str]:
+    return [
+        arch
+        for arch in UNAME
+        if run([str(FLEET), "provisioned-recipe", arch, IMAGE], check=False, timeout=60).returncode != 0
+    ]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, testenv):
+    """2 arm64 + 1 armhf guests booted from the provisioned image; always taken down at the end."""
+    if provisioned_missing() and PROVISION.is_file():
+        run([str(PROVISION)], timeout=BOOT_TIMEOUT)  # what `make fleet-provisioned` runs
+    missing = provisioned_missing()
+    if missing:
+        pytest.fail(
+            f"no '{IMAGE}' fleet image for {', '.join(missing)}: run `make fleet-provisioned` first", pytrace=False
+        )
+    f = Fleet(tmp_path_factory.mktemp("rollout-fleet"))
+    t0 = time.monotonic()
+    try:
+        f.cmd("up", "--arm64", "2", "--armhf", "1", "--image", IMAGE)
+        TIMES["boot"] = time.monotonic() - t0
+        # what the earlier runs of this module may have left on a device: nothing, guests boot from the image
+        yield f
+    finally:
+        f.cmd("down", check=False, timeout=600)
+        print("rollout fleet test times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in TIMES.items()))
+
+
+def record_for(testenv, version: str, healthy: bool, tmp: Path) -> dict:
+    """Build and push one version for every platform, and write its release record (schema 1)."""
+    registry = testenv["registry"]
+    repo = f"{registry}/fleet-test/rollout-fleet-app"
+    built = run_module(
+        "fleet.multiarch.image_build",
+        {
+            "context": str(APP_DIR),
+            "platforms": PLATFORMS,
+            "tags": [f"{repo}:{version}"],
+            "build_args": {
+                "BASE": f"{registry}/library/busybox:latest",
+                "VERSION": version,
+                "HEALTHY": "yes" if healthy else "no",
+            },
+        },
+    )
+    assert not built.get("failed"), built.get("msg")
+    assert sorted(built["platform_digests"]) == sorted(PLATFORMS)
+    record = {
+        "schema": 1,
+        "name": APP,
+        "repository": repo,
+        "tag": version,
+        "moving_tags": ["latest"],
+        "index_digest": built["digest"],
+        "platforms": built["platform_digests"],
+        "fingerprint": built["fingerprint"],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "changed": built["changed"],
+    }
+    path = tmp / f"{version}.json"
+    path.write_text(json.dumps(record, indent=2))
+    record["path"] = str(path)
+    return record
+
+
+@pytest.fixture(scope="module")
+def releases(testenv, tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("releases")
+    t0 = time.monotonic()
+    out = {v: record_for(testenv, v, healthy, tmp) for v, healthy in (("v2", True), ("v3", False), ("v4", True))}
+    TIMES["build"] = time.monotonic() - t0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rollout-report")
+
+
+def rollout(fleet: Fleet, record: dict, report_dir: Path, on_line=None, **extra):
+    """ansible-playbook fleet.multiarch.rollout against the fleet's inventory; (exit code, output, recap, report).
+
+    ``on_line`` is called with each line of the playbook's output as it comes (to act mid-rollout).
+    """
+    extra_vars = {
+        "rollout_release_record": record["path"],
+        "rollout_registry_alias": DEVICE_REGISTRY,
+        "rollout_insecure_registries": [DEVICE_REGISTRY],
+        "rollout_ports": ["8080:8080"],
+        # the module's own probe answers as soon as the app listens, before the engine's next HEALTHCHECK run;
+        # a HEALTHCHECK that reports unhealthy still fails the deployment
+        "rollout_health": {"http": {"url": "http://127.0.0.1:8080/health"}},
+        "rollout_health_timeout": 240,
+        "rollout_report_dir": str(report_dir),
+        "rollout_serial": [1, 2],
+        **extra,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0")
+    argv = [
+        str(VENV_BIN / "ansible-playbook"),
+        "-i",
+        str(fleet.state / "inventory.yml"),
+        "fleet.multiarch.rollout",
+        "-e",
+        json.dumps(extra_vars),
+    ]
+    lines = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        watchdog = threading.Timer(PLAY_TIMEOUT, proc.kill)
+        watchdog.start()
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if on_line is not None:
+                    on_line(line)
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
+    output = "".join(lines)
+    assert code != -signal.SIGKILL, f"the rollout took more than {PLAY_TIMEOUT} s:\n" + "".join(lines[-200:])
+    recap = {
+        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+        for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.M)
+    }
+    report_json = report_dir / f"{APP}.json"
+    report = json.loads(report_json.read_text()) if report_json.is_file() else None
+    return code, output, recap, report
+
+
+def device_state(fleet: Fleet, name: str, *, uname: bool = False) -> dict:
+    """What runs on a device: the container's image and labels, what its port answers, and `uname -m` inside it."""
+    script = (
+        f"sudo docker inspect --type container {APP} --format "
+        "'{{.Config.Image}} {{index .Config.Labels \"io.fleet-multiarch.digest\"}} {{.State.StartedAt}}'; "
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/', timeout=30)"
+        '.read().decode().strip())"'
+    )
+    if uname:  # a `docker exec` costs seconds on an emulated guest
+        script += f"; sudo docker exec {APP} uname -m"
+    lines = fleet.ssh(name, script).stdout.split("\n")
+    image, digest, started = lines[0].split()
+    return {
+        "image": image,
+        "digest": digest,
+        "started": started,
+        "answer": lines[1],
+        "uname": lines[2] if uname else "",
+    }
+
+
+def device_states(fleet: Fleet, names, *, uname: bool = False) -> dict:
+    """device_state of several devices at once (one SSH session each)."""
+    names = list(names)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(lambda n: device_state(fleet, n, uname=uname), names)))
+
+
+def rows_by_host(report: dict) -> dict:
+    return {row["host"]: row for row in report["rows"]}
+
+
+def check_reports(report_dir: Path, report: dict) -> None:
+    """The Markdown and HTML reports list every device with its result, as the JSON one does."""
+    md = (report_dir / f"{APP}.md").read_text()
+    html = (report_dir / f"{APP}.html").read_text()
+    for row in report["rows"]:
+        line = next(line for line in md.splitlines() if line.startswith(f"| {row['host']} | "))
+        assert f"| {row['label']} |" in line, line
+        assert (row["platform"] or "-") in line
+        assert f"`{(row['digest'] or '-')[:19]}`" in line
+        assert re.search(rf'<tr class="{row["result"]}" id="host-{row["host"]}">', html), row["host"]
+    assert report["summary"] in md
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+
+
+def test_release_reaches_every_device_with_its_own_platform(fleet, releases, report_dir):
+    v2 = releases["v2"]
+    t0 = time.monotonic()
+    code, output, recap, report = rollout(fleet, v2, report_dir)
+    TIMES["first rollout"] = time.monotonic() - t0
+    assert code == 0, output[-8000:]
+    guests = fleet.guests()
+    assert sorted(recap) == sorted(guests)
+    assert report["state"] == "complete"
+    # canary first: the first device of the play alone, then the other two
+    assert [len(b) for b in report["batches"]] == [1, 2]
+    rows = rows_by_host(report)
+    states = device_states(fleet, guests, uname=True)
+    for name, guest in guests.items():
+        platform = PLATFORM[guest["arch"]]
+        row, state = rows[name], states[name]
+        assert row["result"] == "updated", row
+        assert recap[name]["changed"] >= 1
+        assert row["platform"] == platform
+        assert row["digest"] == v2["platforms"][platform] == row["expected_digest"]
+        assert row["seconds"] > 0
+        assert state["image"] == f"{DEVICE_REGISTRY}/fleet-test/rollout-fleet-app@{v2['platforms'][platform]}"
+        assert state["digest"] == v2["platforms"][platform]
+        assert state["uname"] == UNAME[guest["arch"]]
+        assert state["answer"] == "v2"
+    # the two arm64 devices run one digest, the armhf device another
+    assert len({rows[n]["digest"] for n in guests}) == 2
+    check_reports(report_dir, report)
+    fleet.v2_started = {name: state["started"] for name, state in states.items()}
+
+
+def test_the_same_release_again_changes_nothing(fleet, releases, report_dir):
+    t0 = time.monotonic()
+    # one batch: batches change nothing here, and each costs a round of SSH on emulated guests
+    code, output, recap, report = rollout(fleet, releases["v2"], report_dir, rollout_serial=["100%"])
+    TIMES["unchanged rollout"] = time.monotonic() - t0
+    assert code == 0, output[-8000:]
+    assert {host: counts["changed"] for host, counts in recap.items()} == dict.fromkeys(fleet.guests(), 0)
+    assert {row["result"] for row in report["rows"]} == {"unchanged"}
+    states = device_states(fleet, fleet.guests())
+    assert {name: state["started"] for name, state in states.items()} == fleet.v2_started  # nothing restarted
+    check_reports(report_dir, report)
+
+
+def test_failing_health_check_on_the_canary_stops_the_rollout(fleet, releases, report_dir):
+    v2, v3 = releases["v2"], releases["v3"]
+    t0 = time.monotonic()
+    code, output, recap, report = rollout(fleet, v3, report_dir)
+    TIMES["canary failure"] = time.monotonic() - t0
+    assert code != 0, output[-8000:]
+    guests = fleet.guests()
+    canary = next(iter(guests))  # the first device of the play
+    assert report["batches"] == [[canary]]
+    assert report["state"] == "stopped" and report["stopped_after_batch"] == 1
+    rows = rows_by_host(report)
+    assert rows[canary]["result"] == "rolled_back"
+    assert "HEALTHCHECK reports unhealthy" in rows[canary]["message"]
+    platform = PLATFORM[guests[canary]["arch"]]
+    assert rows[canary]["attempted_digest"] == v3["platforms"][platform]
+    assert rows[canary]["digest"] == v2["platforms"][platform]
+    assert recap[canary]["failed"] == 1
+    for name in guests:
+        if name != canary:
+            assert rows[name]["result"] == "not_reached", rows[name]
+            assert name not in recap  # its batch never started
+    for name, state in device_states(fleet, guests).items():
+        assert state["digest"] == v2["platforms"][PLATFORM[guests[name]["arch"]]]
+        assert state["answer"] == "v2"
+    check_reports(report_dir, report)
+
+
+def test_a_device_powered_off_mid_rollout_is_reported_and_its_batch_completes(fleet, releases, report_dir):
+    v4 = releases["v4"]
+    guests = fleet.guests()
+    canary = next(iter(guests))
+    (victim,) = [n for n, g in guests.items() if g["arch"] == "armhf"]
+    pid = int((fleet.state / "guests" / victim / "pid").read_text())
+    assert victim in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    killed = []
+
+    def pull_the_plug(line: str) -> None:
+        # while the canary deploys (the victim is in the next batch), the victim loses power
+        if not killed and line.startswith("TASK [fleet.multiarch.rollout : Deploy the release"):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(time.monotonic())
+
+    t0 = time.monotonic()
+    code, output, recap, report = rollout(fleet, v4, report_dir, pull_the_plug, rollout_max_fail_percentage=50)
+    TIMES["powered-off device"] = time.monotonic() - t0
+    assert killed, output[-8000:]
+    assert code != 0  # one device failed
+    assert report["batches"] == [[canary], [n for n in guests if n != canary]]
+    assert report["state"] == "complete with failures"
+    rows = rows_by_host(report)
+    assert rows[victim]["result"] == "unreachable", rows[victim]
+    assert rows[victim]["batch"] == 2
+    assert "ssh" in rows[victim]["message"].lower()
+    assert recap[victim]["failed"] == 1
+    alive = [n for n in guests if n != victim]
+    states = device_states(fleet, alive, uname=True)
+    for name in alive:
+        platform = PLATFORM[guests[name]["arch"]]
+        assert rows[name]["result"] == "updated", rows[name]
+        assert recap[name]["changed"] >= 1 and recap[name]["failed"] == 0
+        assert rows[name]["digest"] == states[name]["digest"] == v4["platforms"][platform]
+        assert states[name]["answer"] == "v4"
+        assert states[name]["uname"] == UNAME[guests[name]["arch"]]
+    check_reports(report_dir, report)
+
+
+def test_down_leaves_no_qemu_of_the_fleet(fleet):
+    fleet.cmd("down", timeout=600)
+    assert fleet.qemu_processes() == []
