@@ -16,13 +16,14 @@ PYTEST_ARGS ?=
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help demo test venv testenv-up testenv-down testenv-purge testenv-status \
-	lint ruff ansible-lint changelog-lint sanity unit integration molecule build constraints clean
+	lint ruff ansible-lint changelog-lint sanity unit integration molecule build constraints clean \
+	fleet-build fleet-up fleet-down fleet-status fleet-provisioned bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-demo: venv testenv-up ## the main job on this machine (filled in by the release and rollout issues)
-	$(BIN)/ansible-playbook -i localhost, -c local playbooks/demo.yml
+demo: venv testenv-up ## the main job on this machine: build host, release of the example app, each platform run (docs/demo.md)
+	$(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
 
 test: venv testenv-up lint sanity unit integration molecule build ## everything CI runs
 	@echo "make test: all stages passed"
@@ -41,6 +42,24 @@ testenv-purge: ## stop it and remove its state
 
 testenv-status:
 	@scripts/testenv.sh status
+
+fleet-build: ## build (or reuse from the cache) the emulated ARM fleet's base images
+	@scripts/fleet.sh build
+
+fleet-provisioned: venv testenv-up fleet-build ## the "provisioned" guest images (device role applied), rebuilt when their recipe changes
+	@scripts/fleet-provision.sh
+
+fleet-up: fleet-provisioned ## boot the emulated ARM fleet from the provisioned images (FLEET_ARM64, FLEET_ARMHF guests)
+	@scripts/fleet.sh up --image provisioned
+
+fleet-down: ## stop the emulated ARM fleet
+	@scripts/fleet.sh down
+
+fleet-status:
+	@scripts/fleet.sh status
+
+bench: venv testenv-up fleet-provisioned ## every benchmark against its reference tool; results in bench/results/
+	@bench/run.sh
 
 lint: ruff ansible-lint changelog-lint ## ruff, ansible-lint --profile production, changelog fragments
 

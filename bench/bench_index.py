@@ -1,0 +1,238 @@
+"""Benchmark 2, index creation: the registry client behind ``fleet.multiarch.manifest`` against
+``docker buildx imagetools create`` and ``docker manifest create/annotate/push``, for 3 and 8 platforms.
+
+Sources: one small single-platform image per platform, pushed once (Docker v2 manifests, as buildx
+pushes them from the classic engine) under ``bench/index:src-<platform>`` on the local registry. Every
+run creates a NEW tag from the same sources, on every side, so no side can take a no-op shortcut.
+
+- ``library``: ``ManifestManager(ClientPool(...)).run()`` in this process, a fresh pool (new
+  connections) for every run, exactly what the module's ``main()`` does after argument parsing;
+- ``imagetools``: ``docker buildx imagetools create -t NEW SRC...``;
+- ``docker manifest``: ``docker manifest create --insecure NEW SRC...``, ``annotate --variant`` for
+  each ARM image (what a user does for arm/v7 and arm/v6), ``push --insecure --purge``;
+- ``ansible``: ``ansible localhost -m fleet.multiarch.manifest``: the task as Ansible times it (module
+  transfer, interpreter, module, result) and the whole command (with Ansible's own start-up).
+
+Target: the library at least 3x faster than imagetools (median ratio) for 3 and for 8 platforms.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+
+import benchlib as b
+
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
+    DOCKER_MANIFEST,
+    ClientPool,
+    RegistryClient,
+    compute_digest,
+    registry_argument_spec,
+)
+from ansible_collections.fleet.multiarch.plugins.modules.manifest import ManifestManager
+
+TARGET = 3.0
+PLATFORMS_8 = [
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/riscv64",
+    "linux/ppc64le",
+    "linux/s390x",
+]
+PLATFORMS_3 = PLATFORMS_8[:3]
+REPO = "bench/index"
+
+
+def tag_of(plat: str) -> str:
+    return "src-" + plat.replace("linux/", "").replace("/", "")
+
+
+def make_layer(plat: str) -> tuple:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        data = f"built for {plat}\n".encode()
+        info = tarfile.TarInfo("platform.txt")
+        info.size = len(data)
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(data))
+    tar_bytes = raw.getvalue()
+    return gzip.compress(tar_bytes, mtime=0), compute_digest(tar_bytes)
+
+
+def push_sources(reg: str) -> None:
+    """One single-platform image per platform (config with architecture/variant, one layer)."""
+    client = RegistryClient(reg)
+    for plat in PLATFORMS_8:
+        os_, arch, *variant = plat.split("/")
+        layer, diff_id = make_layer(plat)
+        config = {"architecture": arch, "os": os_, "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+        if variant:
+            config["variant"] = variant[0]
+        config_bytes = json.dumps(config, sort_keys=True).encode()
+        for blob in (layer, config_bytes):
+            digest = compute_digest(blob)
+            if not client.blob_exists(REPO, digest):
+                client.upload_blob(REPO, digest, blob)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(config_bytes),
+                "digest": compute_digest(config_bytes),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer),
+                    "digest": compute_digest(layer),
+                }
+            ],
+        }
+        client.put_manifest(REPO, tag_of(plat), json.dumps(manifest, indent=3).encode(), DOCKER_MANIFEST)
+
+
+def module_params(name: str, images: list) -> dict:
+    params = {key: spec.get("default") for key, spec in registry_argument_spec().items()}
+    params.update(
+        name=name,
+        images=images,
+        annotations=None,
+        media_type=None,
+        state="present",
+        require_platforms=[],
+        attestations="keep",
+    )
+    return params
+
+
+def library_side(reg: str, count: int, sources: list):
+    def side(i: int) -> float:
+        name = f"{reg}/{REPO}:lib-{count}-{b.nonce()}"
+        params = module_params(name, sources)
+        seconds, result = b.timed(lambda: ManifestManager(ClientPool(params, reg), params).run())
+        assert result["changed"] and len(result["entries"]) == count, result
+        return seconds
+
+    return side
+
+
+def imagetools_side(reg: str, count: int, sources: list):
+    def side(i: int) -> float:
+        name = f"{reg}/{REPO}:it-{count}-{b.nonce()}"
+        seconds = b.timed_seconds(b.run, ["docker", "buildx", "imagetools", "create", "-t", name, *sources])
+        return seconds
+
+    return side
+
+
+def docker_manifest_side(reg: str, count: int, sources: list, platforms: list):
+    def side(i: int) -> float:
+        name = f"{reg}/{REPO}:dm-{count}-{b.nonce()}"
+
+        def steps():
+            b.run(["docker", "manifest", "create", "--insecure", name, *sources])
+            for src, plat in zip(sources, platforms):
+                parts = plat.split("/")
+                if len(parts) == 3:
+                    b.run(["docker", "manifest", "annotate", "--variant", parts[2], name, src])
+            b.run(["docker", "manifest", "push", "--insecure", "--purge", name])
+
+        seconds = b.timed_seconds(steps)
+        return seconds
+
+    return side
+
+
+def ansible_side(reg: str, count: int, sources: list, tasks: list):
+    def side(i: int) -> float:
+        name = f"{reg}/{REPO}:ans-{count}-{b.nonce()}"
+        seconds, result = b.timed(b.ansible_module, "fleet.multiarch.manifest", {"name": name, "images": sources})
+        assert result.get("changed"), result
+        if i >= 0:
+            tasks.append(result["_task_seconds"])
+        return seconds
+
+    return side
+
+
+def main() -> None:
+    reg = b.registry()
+    push_sources(reg)
+    repetitions = b.reps(7)
+    figures = {}
+    lines = []
+    rows = []
+    met = True
+    for platforms in (PLATFORMS_3, PLATFORMS_8):
+        count = len(platforms)
+        sources = [f"{reg}/{REPO}:{tag_of(p)}" for p in platforms]
+        tasks = []
+        b.log(f"index of {count} platforms: {repetitions} rounds, alternating")
+        times = b.alternate(
+            {
+                "library": library_side(reg, count, sources),
+                "imagetools": imagetools_side(reg, count, sources),
+                "docker manifest": docker_manifest_side(reg, count, sources, platforms),
+                "ansible command": ansible_side(reg, count, sources, tasks),
+            },
+            repetitions,
+        )
+        stats = {label: b.summary(samples) for label, samples in times.items()}
+        stats["ansible task"] = b.summary(tasks)
+        lib = stats["library"]["median"]
+        ratio_it = stats["imagetools"]["median"] / lib
+        ratio_dm = stats["docker manifest"]["median"] / lib
+        ratio_task = stats["imagetools"]["median"] / stats["ansible task"]["median"]
+        figures[f"{count} platforms"] = {
+            "seconds": stats,
+            "ratio_imagetools_over_library": round(ratio_it, 2),
+            "ratio_docker_manifest_over_library": round(ratio_dm, 2),
+            "ratio_imagetools_over_ansible_task": round(ratio_task, 2),
+        }
+        met = met and ratio_it >= TARGET
+        rows.append(
+            b.row(
+                f"{count} platforms",
+                f"library {lib * 1000:.0f} ms (ansible task {stats['ansible task']['median']:.2f} s, whole command "
+                f"{stats['ansible command']['median']:.2f} s)",
+                f"imagetools create {stats['imagetools']['median'] * 1000:.0f} ms; docker manifest create/annotate/push"
+                f" "
+                f"{stats['docker manifest']['median'] * 1000:.0f} ms",
+                f"{ratio_it:.1f}x vs imagetools (target {TARGET:.0f}x), {ratio_dm:.1f}x vs docker manifest; "
+                f"task {ratio_task:.2f}x",
+                ratio_it >= TARGET,
+            )
+        )
+        lines.append(
+            f"{count} platforms {ratio_it:.1f}x (library {lib:.3f} s, imagetools {stats['imagetools']['median']:.3f} s)"
+        )
+        b.log(
+            f"{count} platforms: library {lib:.3f} s, imagetools {stats['imagetools']['median']:.3f} s "
+            f"({ratio_it:.2f}x), docker manifest {stats['docker manifest']['median']:.3f} s ({ratio_dm:.2f}x), "
+            f"ansible task {stats['ansible task']['median']:.3f} s (imagetools/task {ratio_task:.2f}x), "
+            f"whole ansible command {stats['ansible command']['median']:.3f} s"
+        )
+    b.save(
+        "index",
+        {
+            "title": "Index creation: manifest library vs imagetools / docker manifest",
+            "target": f"library >= {TARGET}x faster than imagetools, 3 and 8 platforms",
+            "met": met,
+            "repetitions": repetitions,
+            "machine": b.machine(),
+            "figures": figures,
+            "rows": rows,
+        },
+    )
+    b.verdict("index", "library vs imagetools: " + "; ".join(lines), met)
+
+
+if __name__ == "__main__":
+    main()
