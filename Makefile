@@ -22,8 +22,10 @@ export PATH := $(BIN):$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-demo: venv testenv-up ## the main job on this machine: build host, release of the example app, each platform run (docs/demo.md)
-	$(BIN)/ansible-playbook -i localhost, playbooks/demo.yml
+FLEET_INVENTORY := /var/lib/fleet-multiarch-testenv/fleet/inventory.yml
+
+demo: venv testenv-up fleet-up ## the main job on this machine: build host, release of the example app, each platform run, rollout to the emulated ARM fleet (docs/demo.md)
+	$(BIN)/ansible-playbook -i $(FLEET_INVENTORY) playbooks/demo.yml
 
 test: venv testenv-up lint sanity unit integration molecule build ## everything CI runs
 	@echo "make test: all stages passed"
