@@ -138,6 +138,27 @@ def _ran(result) -> bool:
     return isinstance(result, dict) and bool(result) and not result.get("skipped")
 
 
+def _blank_row(host: str, check_mode) -> dict:
+    """A device's report line before anything is known of it."""
+    return {
+        "host": host,
+        "board": "",
+        "machine": "",
+        "platform": "",
+        "platform_match": "",
+        "digest": "",
+        "previous_digest": "",
+        "attempted_digest": "",
+        "expected_digest": "",
+        "health": "",
+        "started": "",
+        "finished": "",
+        "seconds": None,
+        "check_mode": bool(check_mode),
+        "message": "",
+    }
+
+
 def rollout_host_result(
     host, facts=None, deploy=None, *, started="", finished="", batch=None, check_mode=False, expected=None
 ) -> dict:
@@ -150,24 +171,16 @@ def rollout_host_result(
     facts = facts if _ran(facts) else None
     deploy = deploy if _ran(deploy) else None
     device = ((facts or {}).get("ansible_facts") or {}).get("fleet_device") or {}
-    row = {
-        "host": to_text(host),
-        "batch_hosts": [to_text(h) for h in (batch or [])],
-        "board": (device.get("board") or {}).get("model") or "",
-        "machine": device.get("machine") or "",
-        "platform": device.get("platform") or "",
-        "platform_match": "",
-        "digest": "",
-        "previous_digest": "",
-        "attempted_digest": "",
-        "expected_digest": "",
-        "health": "",
-        "started": _time_text(_parse_time(started)),
-        "finished": _time_text(_parse_time(finished)),
-        "seconds": _seconds(started, finished),
-        "check_mode": bool(check_mode),
-        "message": "",
-    }
+    row = _blank_row(to_text(host), check_mode)
+    row.update(
+        batch_hosts=[to_text(h) for h in (batch or [])],
+        board=(device.get("board") or {}).get("model") or "",
+        machine=device.get("machine") or "",
+        platform=device.get("platform") or "",
+        started=_time_text(_parse_time(started)),
+        finished=_time_text(_parse_time(finished)),
+        seconds=_seconds(started, finished),
+    )
     unreachable = next((r for r in (facts, deploy) if r and r.get("unreachable")), None)
     if unreachable is not None:
         row.update(result="unreachable", message=_first_line(unreachable.get("msg")))
@@ -253,24 +266,9 @@ def rollout_report(hosts, results, max_fail_percentage=None, *, target=None, che
 
     out_rows = []
     for host in hosts:
-        row = rows.get(host) or {
-            "host": host,
-            "board": "",
-            "machine": "",
-            "platform": "",
-            "platform_match": "",
-            "digest": "",
-            "previous_digest": "",
-            "attempted_digest": "",
-            "expected_digest": "",
-            "health": "",
-            "started": "",
-            "finished": "",
-            "seconds": None,
-            "check_mode": bool(check_mode),
-            "message": "",
-            "result": "not_reached" if state == "stopped" else "pending",
-        }
+        row = rows.get(host) or dict(
+            _blank_row(host, check_mode), result="not_reached" if state == "stopped" else "pending"
+        )
         row = dict(row)
         row.pop("batch_hosts", None)
         row["batch"] = batch_of.get(host)

@@ -69,3 +69,18 @@ def run_playbook(playbook: Path, extra_vars: dict | None = None, *, check: bool 
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     return run(argv, check=check, env=ansible_env())
+
+
+def qemu_processes_of(state: Path) -> list[str]:
+    """``pid: command line`` of the QEMU system emulators using a disk under ``state`` (a fleet state directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if cmdline.startswith("qemu-system-") and str(state) in cmdline:
+            found.append(f"{proc.name}: {cmdline}")
+    return found

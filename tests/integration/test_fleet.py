@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import VENV_BIN, run
+from .helpers import VENV_BIN, qemu_processes_of, run
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "scripts" / "fleet.sh"
@@ -51,17 +51,7 @@ class Fleet:
 
     def qemu_processes(self) -> list[str]:
         """Command lines of QEMU processes that use a disk of this fleet, read from /proc."""
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if cmdline.startswith("qemu-system-") and str(self.state) in cmdline:
-                found.append(f"{proc.name}: {cmdline}")
-        return found
+        return qemu_processes_of(self.state)
 
 
 def _cache_files() -> dict[str, tuple[int, float]]:

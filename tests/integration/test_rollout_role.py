@@ -31,12 +31,12 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import VENV_BIN, run, run_module
+from .helpers import VENV_BIN, qemu_processes_of, run, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "scripts" / "fleet.sh"
 PROVISION = ROOT / "scripts" / "fleet-provision.sh"
-APP_DIR = Path(__file__).parent / "apps" / "rollout-fleet-app"
+APP_DIR = Path(__file__).parent / "apps" / "rollout-app"  # built with Dockerfile.fleet
 PORT_BASE = "12900"
 IMAGE = "provisioned"
 APP = "fleet-test-rollout"
@@ -66,17 +66,8 @@ class Fleet:
         return self.cmd("ssh", name, command, check=check, timeout=timeout)
 
     def qemu_processes(self) -> list[str]:
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if cmdline.startswith("qemu-system-") and str(self.state) in cmdline:
-                found.append(f"{proc.name}: {cmdline}")
-        return found
+        """Command lines of QEMU processes that use a disk of this fleet, read from /proc."""
+        return qemu_processes_of(self.state)
 
 
 def provisioned_missing() -> list[str]:
@@ -117,6 +108,7 @@ def record_for(testenv, version: str, healthy: bool, tmp: Path) -> dict:
         "fleet.multiarch.image_build",
         {
             "context": str(APP_DIR),
+            "dockerfile": "Dockerfile.fleet",
             "platforms": PLATFORMS,
             "tags": [f"{repo}:{version}"],
             "build_args": {
