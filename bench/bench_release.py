@@ -155,6 +155,22 @@ def main() -> None:
             f" whole ansible command {ratios['ansible command']:.1f}x, inside the module {ratios['module']:.0f}x)"
         )
         b.log(f"{label}: {lines[-1]}")
+    # The floor of any Ansible task on this machine: a module that does nothing, timed the same way. It bounds the
+    # ratio any module could reach here (buildx / floor), so a missed target can be told from a slow module.
+    floor = b.summary([b.ansible_module("ansible.builtin.ping", {})["_task_seconds"] for i in range(repetitions)])
+    bound = round(figures["small context"]["seconds"]["buildx"]["median"] / floor["median"], 2)
+    figures["ansible task floor (ansible.builtin.ping)"] = {"seconds": floor, "best_possible_ratio_small": bound}
+    b.log(f"an ansible.builtin.ping task takes {floor['median']:.2f} s here: no task beats buildx by over {bound}x")
+    lines.append(f"ping task floor {floor['median']:.2f} s, best possible {bound:.1f}x")
+    rows.append(
+        b.row(
+            "Ansible's floor: a task that does nothing",
+            f"ansible.builtin.ping task {floor['median']:.2f} s",
+            f"buildx (small context) {figures['small context']['seconds']['buildx']['median']:.2f} s",
+            f"{bound:.1f}x: the best ratio any task can reach here",
+            None,
+        )
+    )
     small, large = figures["small context"]["seconds"], figures["large context"]["seconds"]
     growth = {name: round(large[name]["median"] / small[name]["median"], 2) for name in small}
     b.save(

@@ -54,7 +54,7 @@ def list_tasks(name: str, tmp_path: Path) -> list[tuple[str, set[str]]]:
 @pytest.mark.parametrize("name", sorted(PLAYS))
 def test_playbook_resolves_by_fqcn_and_holds_its_plays(name, tmp_path):
     plays = list_tasks(name, tmp_path)
-    assert [(hosts, roles) for hosts, roles in plays] == [(hosts, {role}) for hosts, role in PLAYS[name]], plays
+    assert plays == [(hosts, {role}) for hosts, role in PLAYS[name]], plays
 
 
 def test_every_playbook_is_checked():
