@@ -29,6 +29,16 @@ find_python() {
 Ubuntu 24.04 ship it as python3; pyenv works elsewhere) and run again with PYTHON=/path/to/python3.12"
 }
 
+ensure_venv_module() {  # Debian and Ubuntu ship venv's ensurepip in a separate package: install it when missing
+  local py=$1 pkg
+  "$py" -c 'import ensurepip, venv' 2>/dev/null && return 0
+  command -v apt-get >/dev/null || return 0
+  pkg=python$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv
+  log "installing $pkg (the venv module needs ensurepip)"
+  apt-get install -y -q "$pkg" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$pkg" >/dev/null; } ||
+    die "$py has no ensurepip and apt-get install $pkg failed"
+}
+
 stamp="$VENV/.fleet-requirements.sha256"
 want=$(cat "$ROOT"/requirements.txt "$ROOT"/requirements-test.txt "$ROOT"/constraints.txt | sha256sum | cut -d' ' -f1)
 
@@ -39,6 +49,7 @@ else
   if [ ! -x "$VENV/bin/python" ] || ! good_python "$VENV/bin/python" >/dev/null; then
     log "creating $VENV with $py"
     rm -rf "$VENV"
+    ensure_venv_module "$py"
     "$py" -m venv "$VENV" || die "$py -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
   fi
   log "installing pinned requirements"

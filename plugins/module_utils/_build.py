@@ -608,6 +608,7 @@ def build_argv(
     target: str = "",
     labels: dict | None = None,
     annotations: dict | None = None,
+    annotation_level: str = "index",
     secret_argv: list | None = None,
     ssh: list | None = None,
     cache_from: list | None = None,
@@ -626,7 +627,7 @@ def build_argv(
     if target:
         argv += ["--target", target]
     argv += _pairs("--label", labels)
-    argv += _pairs("--annotation", annotations, prefix="index:")
+    argv += _pairs("--annotation", annotations, prefix=f"{annotation_level}:")
     argv += list(secret_argv or [])
     argv += _repeat("--ssh", ssh or [])
     argv += _repeat("--cache-from", [cache_arg(c) for c in cache_from or []])

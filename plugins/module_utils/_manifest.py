@@ -196,6 +196,22 @@ def select_attestations(entries: list, keep: bool) -> list:
     return out
 
 
+def single_image(entries: list, source: str, keep_attestations: bool) -> tuple:
+    """``(image entry, its attestation entries)`` of a one-platform index (BuildKit wraps an image so when it
+    attaches provenance or SBOM); the attestations are ``[]`` unless kept."""
+    images = [e for e in entries if not e.attestation]
+    if len(images) != 1:
+        raise ManifestError(f"{source} is an index with {len(images)} images, not one")
+    kept = select_attestations(entries, keep=True) if keep_attestations else []
+    return images[0], [e for e in kept if e.attestation]
+
+
+def images_then_attestations(groups: list) -> list:
+    """Entries of several ``[image, *attestations]`` groups in BuildKit's order: every image, then every
+    attestation (clients that know no attestations pick the first entry of their platform)."""
+    return [group[0] for group in groups] + [entry for group in groups for entry in group[1:]]
+
+
 def check_duplicates(entries: list) -> None:
     """Two sources for the same platform is an error (not a silent last-one-wins)."""
     seen: dict = {}

@@ -389,20 +389,47 @@ def plan(name: str, driver: str, wanted: list, stored) -> list:
         steps = [("rm", None, f"driver {stored['driver']} -> {driver}")]
         return steps + plan(name, driver, wanted, None)
     by_name = {n["name"]: n for n in stored["nodes"]}
-    steps = []
+    reasons = {}  # wanted node name -> why it must be (re)appended; absent: it may stay where it is
     for node in wanted:
         old = by_name.get(node["name"])
         if old is None:
-            steps.append(("append", node, "new node"))
+            reasons[node["name"]] = "new node"
             continue
         diffs = node_differences(node, old, driver)
-        if not diffs:
-            continue
-        if len(stored["nodes"]) == 1:  # buildx cannot remove the last node: recreate the builder
-            return [("rm", None, f"node {node['name']}: {', '.join(diffs)} changed"), *plan(name, driver, wanted, None)]
-        steps += [("leave", node, f"{', '.join(diffs)} changed"), ("append", node, f"{', '.join(diffs)} changed")]
-    wanted_names = {n["name"] for n in wanted}
-    steps += [("leave", n, "not in nodes") for n in stored["nodes"] if n["name"] not in wanted_names]
+        if diffs:
+            if len(stored["nodes"]) == 1:  # buildx cannot remove the last node: recreate the builder
+                why = f"node {node['name']}: {', '.join(diffs)} changed"
+                return [("rm", None, why), *plan(name, driver, wanted, None)]
+            reasons[node["name"]] = f"{', '.join(diffs)} changed"
+    # The order matters (buildx sends a platform to the first node that has it) and `--append` adds at the end:
+    # the longest prefix of the wanted order that the stored order already has stays, the rest is re-appended.
+    wanted_names = [n["name"] for n in wanted]
+    staying = [n["name"] for n in stored["nodes"] if n["name"] in wanted_names and n["name"] not in reasons]
+    keep = 0
+    while keep < len(staying) and staying[keep] == wanted_names[keep]:
+        keep += 1
+    tail = wanted[keep:]
+    for node in tail:
+        reasons.setdefault(node["name"], "node order")
+    unwanted = [n for n in stored["nodes"] if n["name"] not in wanted_names]
+    if keep:
+        leaving = [node for node in tail if node["name"] in by_name]
+        return (
+            [("leave", node, reasons[node["name"]]) for node in leaving]
+            + [("append", node, reasons[node["name"]]) for node in tail]
+            + [("leave", n, "not in nodes") for n in unwanted]
+        )
+    # No stored node can stay first: one of them holds the builder while the first wanted node is appended.
+    holder = [n for n in stored["nodes"] if n["name"] != wanted_names[0]][-1]
+    steps = [("leave", n, "not in nodes") for n in unwanted if n["name"] != holder["name"]]
+    steps += [
+        ("leave", node, reasons[node["name"]])
+        for node in wanted
+        if node["name"] in by_name and node["name"] != holder["name"]
+    ]
+    steps.append(("append", wanted[0], reasons[wanted_names[0]]))
+    steps.append(("leave", holder, reasons.get(holder["name"], "not in nodes")))
+    steps += [("append", node, reasons[node["name"]]) for node in wanted[1:]]
     return steps
 
 

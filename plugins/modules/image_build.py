@@ -84,6 +84,9 @@ options:
   annotations:
     description:
       - Annotations of the published index (string to string).
+      - When one platform is built with O(strategy=multi) (or with O(load)/O(push=false)), what is published is
+        an image manifest, not an index, and the annotations go on that manifest. The buildx docker driver on
+        an engine with the classic image store cannot write them there; the module warns then.
     type: dict
     default: {}
   secrets:
@@ -170,6 +173,9 @@ options:
       - Attach provenance and SBOM attestations (C(--provenance mode=min --sbom true)).
       - Off by default so indexes hold only image manifests, as old clients (Docker before 20.10.9 and other
         tools that do not know C(unknown/unknown) entries) expect.
+      - With O(strategy=per_platform) each platform's attestation manifests are kept in the final index, after
+        the images. The buildx docker driver makes attestations only on an engine with the containerd image
+        store, and the SBOM scanner image (C(docker/buildkit-syft-scanner)) must be reachable by the builder.
     type: bool
     default: false
   force:
@@ -354,11 +360,12 @@ from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as 
 from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, emulated_targets
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
-    Entry,
     ManifestError,
     build_index,
     entries_from_index,
     image_entry,
+    images_then_attestations,
+    single_image,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     PlatformError,
@@ -763,11 +770,18 @@ class ImageBuilder:
             builder=p["builder"] or "",
             output=output,
             load=load,
-            annotations={} if single else annotations,
+            # one platform is one image manifest: the annotations go on it (the fingerprint is its label)
+            annotations=self.annotations if single else annotations,
+            annotation_level="manifest" if single else "index",
             secret_argv=secret_argv,
             metadata_file=metadata,
             **self.common_args(),
         )
+        if single and self.annotations and driver == "docker" and self.engine_info()["image_store"] != "containerd":
+            self.module.warn(
+                "the docker driver on the classic image store writes Docker v2 manifests, which carry no annotations:"
+                " the annotations are not kept (strategy per_platform puts them on an index around the image)"
+            )
         self.run_build(argv, "", secret_env, self.platforms)
         if not p["push"]:
             return
@@ -784,7 +798,8 @@ class ImageBuilder:
         self.result["digest"] = fetched.digest
         self.result["platform_digests"] = {pl: digests.get(pl, "") for pl in self.platforms}
 
-    def build_one(self, platform: str, workdir: str, secret_argv: list, secret_env: dict) -> Entry:
+    def build_one(self, platform: str, workdir: str, secret_argv: list, secret_env: dict) -> list:
+        """Build and push one platform: ``[image entry, *its attestation entries]`` (attestations when enabled)."""
         p = self.params
         builder = self.platform_builders.get(platform, p["builder"] or "")
         by_digest = self.builder(builder)["driver"] != "docker"
@@ -814,25 +829,31 @@ class ImageBuilder:
         client = self.pool.get(self.primary.registry)
         repo = self.primary.repository
         fetched = client.get_manifest(repo, meta["digest"])
-        if fetched.media_type in INDEX_TYPES:  # an engine that wraps one platform in an index
-            inner = [e for e in entries_from_index(fetched, name, self.primary.name) if not e.attestation]
-            if len(inner) != 1:
-                raise bd.BuildError(f"the build of {platform} pushed an index with {len(inner)} images, not one")
-            fetched = client.get_manifest(repo, inner[0].digest)
+        attestations = []
+        if fetched.media_type in INDEX_TYPES:  # an engine that wraps one platform in an index, with attestations
+            listed = entries_from_index(fetched, name, self.primary.name)
+            try:
+                inner, attestations = single_image(listed, f"the build of {platform}", p["attestations"])
+            except ManifestError as exc:
+                raise bd.BuildError(str(exc)) from exc
+            fetched = client.get_manifest(repo, inner.digest)
         if fetched.media_type not in IMAGE_TYPES:
             raise bd.BuildError(f"the build of {platform} pushed {fetched.media_type}, not an image manifest")
-        return image_entry(client, self.primary, fetched, platform=parse_platform(platform).to_dict(), source=name)
+        image = image_entry(client, self.primary, fetched, platform=parse_platform(platform).to_dict(), source=name)
+        return [image, *attestations]
 
     def build_per_platform(self, workdir: str, secret_argv: list, secret_env: dict) -> None:
         if not self.params["push"]:
             raise bd.BuildError("strategy per_platform assembles the index in the registry: it needs push: true")
-        entries = parallel(lambda pl: self.build_one(pl, workdir, secret_argv, secret_env), self.platforms)
+        built = parallel(lambda pl: self.build_one(pl, workdir, secret_argv, secret_env), self.platforms)
+        images = [group[0] for group in built]
+        entries = images_then_attestations(built)
         annotations = {**self.annotations, bd.FINGERPRINT_KEY: self.result["fingerprint"]}
         body, _data = build_index(entries, OCI_INDEX, annotations)
         client = self.pool.get(self.primary.registry)
         digest = client.put_manifest(self.primary.repository, self.primary.tag, body, OCI_INDEX)
         self.result["digest"] = digest
-        self.result["platform_digests"] = {e.platform_obj.oci: e.digest for e in entries}
+        self.result["platform_digests"] = {e.platform_obj.oci: e.digest for e in images}
 
     # ---- more tags
 

@@ -1,6 +1,7 @@
 # Copyright: Contributors to the fleet.multiarch project
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The build_host role's contract: every variable documented with its real default, the playbook parses.
+"""The build_host role's contract: every variable documented with its real default, the playbook parses, the
+smoke test names a platform that does not run.
 
 The role itself runs end to end in the molecule scenario ``extensions/molecule/build_host`` (a Debian
 bookworm system container with systemd and one without): converge, idempotence, a three-platform build.
@@ -46,3 +47,49 @@ def test_playbook_syntax():
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_smoke_test_names_the_platform_that_does_not_run(tmp_path):
+    """The role's smoke test on this host's engine: arm64 runs; riscv64 (not in the busybox image) fails by name."""
+    playbook = tmp_path / "smoke.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Smoke test of the build_host role",
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "vars": {
+                        "build_host_smoke_image": "127.0.0.1:5000/library/busybox:latest",
+                        # what fleet.multiarch.binfmt returned (its shape): amd64 native, arm64 and riscv64 emulated
+                        "build_host_binfmt": {
+                            "skipped_platforms": [{"platform": "linux/amd64"}],
+                            "platforms": [{"platform": "linux/arm64"}, {"platform": "linux/riscv64"}],
+                        },
+                    },
+                    "tasks": [
+                        {
+                            "name": "Run the role's smoke test",
+                            "ansible.builtin.include_role": {
+                                "name": "fleet.multiarch.build_host",
+                                "tasks_from": "smoke",
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
+    result = subprocess.run(
+        [str(ansible_playbook), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", playbook],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "Smoke test failed for linux/riscv64" in out, out
+    assert "Smoke test failed for linux/arm64" not in out and "Smoke test failed for linux/amd64" not in out, out

@@ -111,6 +111,16 @@ def multi_node_args(**changes) -> dict:
     return args
 
 
+def check_first_node_stays_first(docker_config, args: dict) -> None:
+    """The first node changes: it stays first (the other node holds the builder meanwhile, then goes back)."""
+    args["nodes"][0]["platforms"] = ["linux/amd64"]
+    first = builder(docker_config, **args)
+    assert first["changed"] is True, first.get("msg")
+    assert [n["name"] for n in first["nodes"]] == ["fleet-multi0", "arm"]
+    assert first["nodes"][0]["platforms"] == ["linux/amd64"]
+    assert builder(docker_config, **args)["changed"] is False
+
+
 def test_docker_container_builder_with_a_node_on_each_engine(testenv, docker_config):
     args = multi_node_args()
     stored = docker_config / "buildx" / "instances" / "fleet-multi"
@@ -146,6 +156,7 @@ def test_docker_container_builder_with_a_node_on_each_engine(testenv, docker_con
         assert [c.split(" --node ")[1].split()[0] for c in changed["commands"]] == ["arm", "arm"]
         assert {n["name"]: n["platforms"] for n in changed["nodes"]}["arm"] == ["linux/arm64"]
         assert builder(docker_config, **args)["changed"] is False
+        check_first_node_stays_first(docker_config, args)
 
         # a native arm/v7 machine joins, then leaves
         # (buildx wants one endpoint per node: the same engine by address instead of by context)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -65,14 +66,58 @@ def test_unmodified_dockerfile_builds_offline_through_the_mirror_under_emulation
             "FROM debian:bookworm\nRUN uname -m > /arch && dpkg --print-architecture >> /arch\n"
         )
         tag = "fleet-testenv-probe:arm64"
+        # --pull: resolve the base through the mirror now, not from an older image the engine kept
         run(
-            ["docker", "buildx", "build", "--builder", "default", "--platform", "linux/arm64", "--load", "-t", tag, ctx]
+            [
+                "docker",
+                "buildx",
+                "build",
+                "--builder",
+                "default",
+                "--platform",
+                "linux/arm64",
+                "--pull",
+                "--load",
+                "-t",
+                tag,
+                ctx,
+            ]
         )
         try:
             out = run(["docker", "run", "--rm", "--platform", "linux/arm64", tag, "cat", "/arch"]).stdout.split()
+            layers = json.loads(run(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", tag]).stdout)
         finally:
             run(["docker", "image", "rm", "-f", tag], check=False)
     assert out == ["aarch64", "arm64"]
+    # The base layer is the local registry's linux/arm64 Debian root, byte for byte, not some other bookworm.
+    registry = testenv["registry"]
+    index = _registry_json(registry, "library/debian/manifests/bookworm", INDEX_TYPES)
+    (entry,) = [m for m in index["manifests"] if m["platform"]["architecture"] == "arm64"]
+    manifest = _registry_json(
+        registry,
+        f"library/debian/manifests/{entry['digest']}",
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+    )
+    config = requests.get(f"http://{registry}/v2/library/debian/blobs/{manifest['config']['digest']}", timeout=10)
+    config.raise_for_status()
+    assert layers[0] == config.json()["rootfs"]["diff_ids"][0]
+
+
+def test_second_bring_up_is_quick_and_starts_nothing(testenv):
+    """`scripts/testenv.sh up` on a running environment: every part is reused, nothing is started or rebuilt."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "testenv.sh"
+    started = time.monotonic()
+    proc = run(["bash", str(script), "up"])
+    seconds = time.monotonic() - started
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("[testenv]")]
+    assert lines and lines[-1].startswith("[testenv] up in"), proc.stderr
+    busy = [
+        line
+        for line in lines[:-1]
+        if any(w in line for w in ("starting", "installing", "building", "making", "fetching", "restarting"))
+    ]
+    assert not busy, f"a second bring-up redid work: {busy}"
+    assert seconds < 30, f"a second bring-up took {seconds:.1f} s"
 
 
 def test_tls_registry_demands_credentials_and_accepts_them(testenv):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, RegistryError
 
 from .helpers import run, run_module
@@ -191,6 +192,26 @@ def test_multi_on_the_containerd_store(testenv, repo, tmp_path):
     assert again["changed"] is False and again["strategy"] == ""
     # the fingerprint does not depend on the engine or strategy: engine 1 sees the same image as current
     assert build({**args, "docker_host": testenv["engines"]["classic"]["docker_host"]})["changed"] is False
+
+
+def test_one_platform_pushed_as_one_image_keeps_its_annotations(testenv, repo, tmp_path):
+    """strategy multi with one platform pushes an image manifest, not an index: the annotations go on it."""
+    engine = testenv["engines"]["containerd"]["docker_host"]
+    ref = f"{repo}:one"
+    args = {
+        "context": str(context(tmp_path)),
+        "platforms": ["linux/arm64"],
+        "tags": [ref],
+        "docker_host": engine,
+        "strategy": "multi",
+        "annotations": {"org.opencontainers.image.version": "1.0"},
+    }
+    result = build(args)
+    data = skopeo_platforms(ref)[2]
+    assert "manifests" not in data and data["mediaType"] in reg.IMAGE_TYPES, data["mediaType"]
+    assert data["annotations"]["org.opencontainers.image.version"] == "1.0"
+    assert result["platform_digests"] == {"linux/arm64": result["digest"]}
+    assert build(args)["changed"] is False
 
 
 # --------------------------------------------------------------------------- errors and secrets

@@ -94,8 +94,9 @@ def sources(testenv, plain, tmp_path_factory):
         (ctx / "platform.txt").write_text(platform + "\n")
         (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY platform.txt /fleet-platform\n")
         ref = f"{registry}/{repo}:{tag_of(platform)}"
+        # --pull: the classic store keeps one platform per tag; never build on another platform's base
         run(
-            ["docker", "buildx", "build", "--builder", "default", "--platform", platform,
+            ["docker", "buildx", "build", "--builder", "default", "--platform", platform, "--pull",
              "--output", f"type=image,name={ref},push=true", str(ctx)]
         )  # fmt: skip
         refs[platform] = ref
@@ -180,6 +181,35 @@ def test_create_across_repositories_check_apply_idempotent(testenv, sources, rep
     assert final["changed"] is False and final["digest"] == applied["digest"]
 
     interop_check(name, applied)
+
+
+def test_a_copy_that_fails_leaves_the_tag_where_it_was(testenv, sources, repos, plain, tmp_path):
+    """The arm64 source lost a layer blob: the copy fails, nothing is pushed, the tag keeps its index."""
+    registry = testenv["registry"]
+    name = f"{registry}/{repos('halfbuilt')}:v1"
+    first = run_module("fleet.multiarch.manifest", {"name": name, "images": list(sources["refs"].values())})
+    assert first["changed"] is True, first
+    # an arm64 image whose top layer (a file of its own) is then deleted from its repository
+    broken_repo = repos("broken")
+    (tmp_path / "own.txt").write_text(f"only here {RUN_ID}\n")
+    (tmp_path / "Dockerfile").write_text(f"FROM {sources['refs']['linux/arm64']}\nCOPY own.txt /own.txt\n")
+    broken = f"{registry}/{broken_repo}:arm64"
+    run(
+        ["docker", "buildx", "build", "--builder", "default", "--platform", "linux/arm64", "--pull",
+         "--output", f"type=image,name={broken},push=true", str(tmp_path)]
+    )  # fmt: skip
+    run(["docker", "image", "rm", "-f", broken], check=False)
+    layer = plain.get_manifest(broken_repo, "arm64").data["layers"][-1]["digest"]
+    plain.request("DELETE", f"{broken_repo}/blobs/{layer}", what="delete a blob", expect=(202,))
+    assert not plain.blob_exists(broken_repo, layer)
+
+    images = [sources["refs"]["linux/amd64"], broken, sources["refs"]["linux/arm/v7"]]
+    failed = run_module("fleet.multiarch.manifest", {"name": name, "images": images})
+    assert failed.get("failed") is True, failed
+    assert layer in failed["msg"] or "blob" in failed["msg"], failed["msg"]
+    # the tag still points at the first index: no half-built index was ever pushed
+    head = plain.head_manifest(name.split("/", 1)[1].rsplit(":", 1)[0], "v1")
+    assert head["digest"] == first["digest"]
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

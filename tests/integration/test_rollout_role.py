@@ -8,7 +8,8 @@ them. The tests build on each other, in file order:
 
 1. v2 reaches every device: each runs the digest of its own platform and its container says the right
    `uname -m`; the report lists every device as updated.
-2. The same release again changes nothing (changed=0) and restarts nothing.
+2. device_facts on each device finds its CPU, userland, engine and platform; the same release again changes
+   nothing (changed=0) and restarts nothing.
 3. v3, whose HEALTHCHECK fails, stops the rollout at the canary: the canary is rolled back, the other devices
    are not reached, every device still runs v2.
 4. A device powered off (its QEMU killed) before its batch runs is reported unreachable; with
@@ -81,8 +82,9 @@ def provisioned_missing() -> list[str]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, testenv):
     """2 arm64 + 1 armhf guests booted from the provisioned image; always taken down at the end."""
-    if provisioned_missing() and PROVISION.is_file():
-        run([str(PROVISION)], timeout=BOOT_TIMEOUT)  # what `make fleet-provisioned` runs
+    # what `make fleet-provisioned` runs: it rebuilds the images when the device role or the base image changed,
+    # and returns at once when they are current
+    run([str(PROVISION)], timeout=BOOT_TIMEOUT)
     missing = provisioned_missing()
     if missing:
         pytest.fail(
@@ -152,6 +154,13 @@ def report_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("rollout-report")
 
 
+def fleet_ansible_env(**extra: str) -> dict:
+    """The environment for ansible commands against the fleet: none of the caller's ANSIBLE_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0", **extra)
+    return env
+
+
 def rollout(fleet: Fleet, record: dict, report_dir: Path, on_line=None, **extra):
     """ansible-playbook fleet.multiarch.rollout against the fleet's inventory; (exit code, output, recap, report).
 
@@ -170,8 +179,7 @@ def rollout(fleet: Fleet, record: dict, report_dir: Path, on_line=None, **extra)
         "rollout_serial": [1, 2],
         **extra,
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0")
+    env = fleet_ansible_env()
     argv = [
         str(VENV_BIN / "ansible-playbook"),
         "-i",
@@ -278,6 +286,41 @@ def test_release_reaches_every_device_with_its_own_platform(fleet, releases, rep
     assert len({rows[n]["digest"] for n in guests}) == 2
     check_reports(report_dir, report)
     fleet.v2_started = {name: state["started"] for name, state in states.items()}
+
+
+# what device_facts must find on each kind of guest: (machine, userland, bits, ARM level, core, engine arch)
+FACTS = {
+    "arm64": ("aarch64", "arm64", 64, 8, "Cortex-A72", "arm64"),
+    "armhf": ("armv7l", "armhf", 32, 7, "Cortex-A15", "arm"),
+}
+
+
+def test_device_facts_on_every_device(fleet, tmp_path):
+    """fleet.multiarch.device_facts over SSH on each guest: the CPU, userland, engine and the platform to pull."""
+    results = tmp_path / "facts.jsonl"
+    env = fleet_ansible_env(
+        ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).parent / "callback_plugins"),
+        ANSIBLE_CALLBACKS_ENABLED="fleet_result",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        FLEET_TEST_RESULT_FILE=str(results),
+    )
+    inventory = str(fleet.state / "inventory.yml")
+    argv = [str(VENV_BIN / "ansible"), "-i", inventory, "devices", "-m", "fleet.multiarch.device_facts"]
+    run(argv, env=env, timeout=PLAY_TIMEOUT)
+    hosts = {r["_host"]: r for r in map(json.loads, results.read_text().splitlines())}
+    guests = fleet.guests()
+    assert sorted(hosts) == sorted(guests)
+    for name, guest in guests.items():
+        facts = hosts[name]["ansible_facts"]["fleet_device"]
+        machine, userland, bits, level, core, engine_arch = FACTS[guest["arch"]]
+        assert facts["machine"] == machine, facts
+        assert (facts["userland_arch"], facts["userland_bits"], facts["elf"]["bits"]) == (userland, bits, bits), facts
+        assert (facts["cpu"]["architecture_level"], facts["cpu"]["core"]) == (level, core), facts["cpu"]
+        assert facts["platform"] == PLATFORM[guest["arch"]]
+        assert facts["engine"]["reachable"] and facts["engine"]["arch"] == engine_arch, facts["engine"]
+        assert 512 <= facts["memory_mb"] <= 4096, facts["memory_mb"]
+        assert set(facts["board"]) >= {"model", "model_source"}, facts["board"]
+        assert not hosts[name].get("changed")
 
 
 def test_the_same_release_again_changes_nothing(fleet, releases, report_dir):

@@ -305,6 +305,13 @@ def test_build_argv_full():
     assert "s3cret" not in " ".join(argv)
 
 
+def test_single_image_annotations_go_on_the_manifest():
+    argv = bd.build_argv(
+        context=".", dockerfile="D", platforms=["linux/arm64"], annotations={"a": "1"}, annotation_level="manifest"
+    )
+    assert argv[argv.index("--annotation") + 1] == "manifest:a=1"
+
+
 def test_attestations_and_load():
     argv = bd.build_argv(context=".", dockerfile="D", platforms=["linux/arm64"], attestations=True, load=True)
     assert argv[-7:] == ["--provenance", "mode=min", "--sbom", "true", "--load", "--", "."]

@@ -51,6 +51,28 @@ def test_flatten_marks_attestations():
     assert [e.platform_str for e in entries][2:] == ["unknown/unknown"] * 3
 
 
+def test_one_platform_index_with_provenance_gives_its_image_and_attestation():
+    """BuildKit (docker 26, containerd store) pushed one platform with provenance: an image and its attestation."""
+    groups = []
+    for arch in ("arm64", "amd64"):
+        listed = mf.entries_from_index(fetched(f"buildkit-provenance-{arch}-index.json"), arch, "127.0.0.1:5000/p")
+        image, attestations = mf.single_image(listed, arch, keep_attestations=True)
+        assert image.platform_str == f"linux/{arch}"
+        assert [a.annotations["vnd.docker.reference.digest"] for a in attestations] == [image.digest]
+        assert mf.single_image(listed, arch, keep_attestations=False) == (image, [])
+        groups.append([image, *attestations])
+    merged = mf.images_then_attestations(groups)
+    assert [e.platform_str for e in merged] == ["linux/arm64", "linux/amd64", "unknown/unknown", "unknown/unknown"]
+    assert [e.digest for e in merged[2:]] == [groups[0][1].digest, groups[1][1].digest]
+    # the merged index keeps every attestation: each one's subject is among its images
+    assert mf.select_attestations(merged, keep=True) == merged
+
+
+def test_single_image_refuses_an_index_of_several_images():
+    with pytest.raises(mf.ManifestError, match="an index with 4 images, not one"):
+        mf.single_image(busybox_entries(), "the build of linux/arm64", keep_attestations=True)
+
+
 def test_nested_index_refused():
     data = {"mediaType": reg.OCI_INDEX, "manifests": [{"mediaType": reg.OCI_INDEX, "digest": "sha256:" + "b" * 64}]}
     with pytest.raises(mf.ManifestError, match="index inside an index"):

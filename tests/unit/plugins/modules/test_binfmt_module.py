@@ -228,3 +228,45 @@ def test_supported_platforms_shape():
         "linux/arm/v6",
     ]
     assert binfmt.supported_platforms(parse_platform("amd64"), entries, False) == ["linux/amd64", "linux/386"]
+
+
+@pytest.mark.usefixtures("proc", "amd64_host")
+@pytest.mark.parametrize("systemd_binfmt", [True, False])
+def test_persist_defaults_to_whether_systemd_binfmt_exists(emulators, tmp_path, capsys, monkeypatch, systemd_binfmt):
+    monkeypatch.setattr(bf, "systemd_binfmt_present", lambda: systemd_binfmt)
+    persist = tmp_path / "binfmt.d"
+    args = {"platforms": ["arm64"], "emulator_path": str(emulators), "persist_dir": str(persist), "verify": False}
+    result = run_main({**args, "_ansible_check_mode": True}, capsys)
+    written = [p["path"] for p in result["persisted"]]
+    assert written == ([str(persist / "qemu-aarch64.conf")] if systemd_binfmt else [])
+
+
+def test_unmounted_binfmt_misc_is_mounted(proc, emulators, amd64_host, capsys, monkeypatch):
+    (proc / "register").unlink()
+    monkeypatch.setattr(bf.BinfmtMisc, "in_kernel", lambda self: True)
+    args = {"platforms": ["arm64"], "emulator_path": str(emulators), "persist": False, "verify": False}
+    result = run_main({**args, "_ansible_check_mode": True}, capsys)
+    assert (result["changed"], result["mounted"]) == (True, True)
+    assert not (proc / "register").exists()  # check mode mounts nothing
+
+
+def test_mount_runs_mount_and_names_the_kernel_option_when_binfmt_misc_is_missing(tmp_path, monkeypatch):
+    calls = []
+
+    def run_command(argv):
+        calls.append(argv)
+        if argv[0] == "mount":
+            (tmp_path / "register").write_text("")
+        return 0, "", ""
+
+    kernel = bf.BinfmtMisc(run_command, root=str(tmp_path))
+    monkeypatch.setattr(bf.BinfmtMisc, "in_kernel", lambda self: True)
+    kernel.mount()
+    assert calls == [["mount", "-t", "binfmt_misc", "binfmt_misc", str(tmp_path)]]
+    assert kernel.mounted()
+
+    calls.clear()
+    monkeypatch.setattr(bf.BinfmtMisc, "in_kernel", lambda self: False)
+    with pytest.raises(bf.BinfmtError, match="CONFIG_BINFMT_MISC"):
+        kernel.mount()
+    assert calls == [["modprobe", "binfmt_misc"]]  # it tried to load the module first

@@ -46,15 +46,65 @@ def captured_params(**changes) -> dict:
     return base
 
 
-def test_asking_without_a_flag_changes_only_the_node_that_has_it():
+def test_asking_without_a_flag_changes_the_node_that_has_it_and_keeps_the_order():
     wanted = mod.desired_nodes(captured_params(), STORED)
     assert wanted[0]["name"] == "fleet-multi0"
-    # the first node has --debug; asking without it changes that node only
+    # the first node has --debug; asking without it changes that node, and pi5 holds the builder meanwhile,
+    # then goes back behind it: the first node stays first
     steps = mod.plan("fleet-multi", "docker-container", wanted, STORED)
     assert [(a, n["name"], why) for a, n, why in steps] == [
         ("leave", "fleet-multi0", "buildkitd_flags changed"),
         ("append", "fleet-multi0", "buildkitd_flags changed"),
+        ("leave", "pi5", "node order"),
+        ("append", "pi5", "node order"),
     ]
+
+
+def simulate(stored_names: list, steps: list) -> list:
+    """The node order after ``steps``, as buildx applies them (append at the end; the last node cannot leave)."""
+    order = list(stored_names)
+    for action, node, _why in steps:
+        if action == "rm":
+            order = []
+        elif action in ("create", "append"):
+            order.append(node["name"])
+        else:
+            assert len(order) > 1, "buildx cannot remove the last node"
+            order.remove(node["name"])
+    return order
+
+
+def node(name: str, platforms=("linux/arm64",)) -> dict:
+    return {
+        "name": name,
+        "endpoint": f"tcp://{name}:1234",
+        "platforms": list(platforms),
+        "driver_opts": {},
+        "buildkitd_flags": [],
+        "buildkitd_config": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("stored", "wanted", "changed", "expected_actions"),
+    [
+        (["a", "b", "c"], ["a", "b", "c"], [], []),
+        (["a", "b", "c"], ["a", "c", "b"], [], ["leave c", "leave b", "append c", "append b"]),
+        (["a", "b"], ["b", "a"], [], ["leave b", "append b", "leave a", "append a"]),
+        (["a", "b", "c"], ["a", "b", "c"], ["b"], ["leave b", "leave c", "append b", "append c"]),
+        (["a", "b", "c"], ["a", "b", "c"], ["c"], ["leave c", "append c"]),
+        (["a", "x", "b"], ["a", "b"], [], ["leave x"]),
+        (["x", "a"], ["n", "a"], [], ["leave x", "append n", "leave a", "append a"]),
+        (["a"], ["b", "a"], [], ["append b", "leave a", "append a"]),
+    ],
+)
+def test_plan_converges_to_the_wanted_order(stored, wanted, changed, expected_actions):
+    stored_builder = {"driver": "remote", "nodes": [node(n) for n in stored]}
+    wanted_nodes = [node(n, ("linux/arm/v7",) if n in changed else ("linux/arm64",)) for n in wanted]
+    steps = mod.plan("b", "remote", wanted_nodes, stored_builder)
+    assert [f"{a} {n['name']}" for a, n, _why in steps] == expected_actions
+    assert simulate(stored, steps) == wanted
+    assert mod.plan("b", "remote", wanted_nodes, {"driver": "remote", "nodes": wanted_nodes}) == []
 
 
 def test_same_settings_plan_nothing():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -128,3 +129,38 @@ def test_a_file_that_does_not_run_is_not_installed(tmp_path, capsys):
     assert result["failed"] is True
     assert "does not run as docker-buildx" in result["msg"]
     assert not (tmp_path / "p" / "docker-buildx").exists()
+
+
+def test_user_scope_installs_into_the_owners_home_and_gives_it_the_files(tmp_path, capsys, monkeypatch):
+    """scope user, owner nobody (its home made a temp directory): ~/.docker, cli-plugins and the plugin are its."""
+    if os.geteuid() != 0:
+        pytest.skip("changing owners needs root")
+    nobody = pwd.getpwnam("nobody")
+    home = tmp_path / "home"
+    home.mkdir()
+    real_getpwnam = pwd.getpwnam
+    monkeypatch.setattr(
+        pwd,
+        "getpwnam",
+        lambda name: (
+            pwd.struct_passwd((*nobody[:5], str(home), nobody.pw_shell)) if name == "nobody" else real_getpwnam(name)
+        ),
+    )
+    new = tmp_path / "new"
+    checksum = fake_buildx(new, "0.99.0")
+    args = {"src": str(new), "checksum": checksum, "scope": "user", "owner": "nobody"}
+    done = run_main(args, capsys)
+    target = home / ".docker" / "cli-plugins" / "docker-buildx"
+    assert (done["changed"], done["path"]) == (True, str(target))
+    for path in (home / ".docker", target.parent, target):
+        assert path.stat().st_uid == nobody.pw_uid, path
+    assert run_main(args, capsys)["changed"] is False
+
+
+def test_system_scope_installs_into_the_system_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(mod, "SYSTEM_PLUGIN_DIR", str(tmp_path / "lib" / "cli-plugins"))
+    new = tmp_path / "new"
+    checksum = fake_buildx(new, "0.99.0")
+    done = run_main({"src": str(new), "checksum": checksum, "scope": "system"}, capsys)
+    assert (done["changed"], done["path"]) == (True, str(tmp_path / "lib" / "cli-plugins" / "docker-buildx"))
+    assert done["version"] == "0.99.0"

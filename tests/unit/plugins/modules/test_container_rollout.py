@@ -8,6 +8,7 @@ emulation are exercised by tests/integration/test_container_rollout.py.
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -410,3 +411,16 @@ def test_unwritable_history_is_a_warning(engine, capsys, tmp_path):
     assert result["changed"] is True
     # ansible-core 2.19+ reports warnings as structured events
     assert "history could not be written" in json.dumps(result.get("warnings"))
+
+
+def test_tcp_probe_passes_on_a_listening_port_and_fails_on_a_closed_one():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        state, message = mod.Rollout._tcp_probe({"port": port})()
+        assert (state, message) == ("pass", f"TCP 127.0.0.1:{port} accepted")
+    # the same port, now closed: the connection is refused
+    state, message = mod.Rollout._tcp_probe({"host": "127.0.0.1", "port": port})()
+    assert state == "fail"
+    assert message.startswith(f"TCP 127.0.0.1:{port}: ")

@@ -208,3 +208,35 @@ def test_clear_errors(registry, context, capsys, args, message):
     result = run_main({"context": str(context), **args}, capsys)
     assert result["failed"] is True
     assert message in result["msg"]
+
+
+class CapturedBuilderCLI:
+    """`docker info` and `docker buildx inspect` of engine 1 (captured); any other docker command fails the test."""
+
+    FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "build"
+
+    def __init__(self, module):
+        self.module = module
+
+    def inspect(self, name=None, bootstrap=False):
+        return bx.parse_inspect((self.FIXTURES / "inspect-classic-default.txt").read_text())
+
+    def run(self, args, *, check=True, what=None, data=None):
+        assert args[0] == "info", f"no build may start: docker {' '.join(args)}"
+        return 0, (self.FIXTURES / "info-classic.json").read_text(), ""
+
+
+@pytest.mark.parametrize("local", [["linux/amd64", "linux/386"], ["linux/amd64", "linux/386", "linux/loong64"]])
+def test_a_platform_without_emulator_or_node_fails_before_building(registry, context, capsys, monkeypatch, local):
+    """linux/loong64: the captured default builder does not list it; only a local QEMU emulator would let it build."""
+    monkeypatch.setattr(bx.DockerCLI, "from_module", classmethod(lambda cls, module: CapturedBuilderCLI(module)))
+    monkeypatch.setattr(mod.ImageBuilder, "local_platforms", lambda self: local)
+    monkeypatch.setattr(mod.ImageBuilder, "build_per_platform", lambda self, *a: pytest.fail("emulated: no error"))
+    if "linux/loong64" in local:  # emulated on this host: the check passes and the build would start
+        with pytest.raises(pytest.fail.Exception, match="emulated: no error"):
+            run_main({"context": str(context), "platforms": ["linux/amd64", "linux/loong64"]}, capsys)
+        return
+    result = run_main({"context": str(context), "platforms": ["linux/amd64", "linux/loong64"]}, capsys)
+    assert result["failed"] is True
+    assert "cannot build linux/loong64: no node of that platform and no emulator for it" in result["msg"]
+    assert "fleet.multiarch.binfmt" in result["msg"] and "platform_builders" in result["msg"]
