@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,21 @@ def run(argv: list[str], *, check: bool = True, timeout: int = 900, **kwargs) ->
     if check and proc.returncode != 0:
         raise AssertionError(f"{argv!r} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
+
+
+def clean_env(**extra: str) -> dict:
+    """``os.environ`` without the caller's ANSIBLE_* settings, with ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(extra)
+    return env
+
+
+def play_recap(output: str) -> dict:
+    """The PLAY RECAP of ansible-playbook's output: ``{host: {"ok": n, "changed": n, ...}}``."""
+    return {
+        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+        for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.M)
+    }
 
 
 def ansible_env() -> dict:

@@ -8,12 +8,11 @@ container reports its own machine. The second run changes nothing.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
-from .helpers import VENV_BIN, run
+from .helpers import VENV_BIN, clean_env, play_recap, run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,13 +24,9 @@ def demo() -> tuple[str, dict, float]:
     proc = run(
         [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(ROOT / "playbooks" / "demo.yml")],
         timeout=1800,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}, "ANSIBLE_NOCOLOR": "1"},
+        env=clean_env(ANSIBLE_NOCOLOR="1"),
     )
-    recap = {
-        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
-        for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", proc.stdout, re.M)
-    }
-    return proc.stdout, recap, time.monotonic() - started
+    return proc.stdout, play_recap(proc.stdout), time.monotonic() - started
 
 
 def test_demo_runs_each_platform_and_a_second_run_changes_nothing(testenv):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import VENV_BIN, qemu_processes_of, run
+from .helpers import VENV_BIN, clean_env, qemu_processes_of, run
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "scripts" / "fleet.sh"
@@ -139,8 +139,7 @@ def test_ansible_reaches_every_device_through_the_written_inventory(fleet):
 
     # The adhoc command's own output (the minimal callback): "NAME | SUCCESS => {...}" and, for a
     # command, "NAME | CHANGED | rc=0 >>" followed by its output.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_HOST_KEY_CHECKING="0")
+    env = clean_env(ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_HOST_KEY_CHECKING="0")
     adhoc = [str(VENV_BIN / "ansible"), "-i", str(inventory), "devices"]
     ping = run([*adhoc, "-m", "ansible.builtin.ping"], env=env, check=False, timeout=600)
     assert ping.returncode == 0, ping.stdout + ping.stderr

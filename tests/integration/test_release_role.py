@@ -28,7 +28,7 @@ import yaml
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, RegistryError
 
-from .helpers import VENV_BIN, run, run_playbook
+from .helpers import VENV_BIN, play_recap, run, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "docs" / "examples" / "app"
@@ -83,9 +83,9 @@ def registry_manifest(registry: str, repository: str, ref: str) -> tuple:
 
 
 def recap(proc) -> dict:
-    line = re.search(r"localhost\s+:\s+(.*)", proc.stdout)
-    assert line, proc.stdout[-3000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.group(1))}
+    found = play_recap(proc.stdout)
+    assert "localhost" in found, proc.stdout[-3000:]
+    return found["localhost"]
 
 
 def release(tmp_path: Path, **variables):

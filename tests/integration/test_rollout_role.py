@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import VENV_BIN, qemu_processes_of, run, run_module
+from .helpers import VENV_BIN, clean_env, play_recap, qemu_processes_of, run, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "scripts" / "fleet.sh"
@@ -156,9 +156,7 @@ def report_dir(tmp_path_factory) -> Path:
 
 def fleet_ansible_env(**extra: str) -> dict:
     """The environment for ansible commands against the fleet: none of the caller's ANSIBLE_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0", **extra)
-    return env
+    return clean_env(ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0", **extra)
 
 
 def rollout(fleet: Fleet, record: dict, report_dir: Path, on_line=None, **extra):
@@ -202,10 +200,7 @@ def rollout(fleet: Fleet, record: dict, report_dir: Path, on_line=None, **extra)
             watchdog.cancel()
     output = "".join(lines)
     assert code != -signal.SIGKILL, f"the rollout took more than {PLAY_TIMEOUT} s:\n" + "".join(lines[-200:])
-    recap = {
-        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
-        for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.M)
-    }
+    recap = play_recap(output)
     report_json = report_dir / f"{APP}.json"
     report = json.loads(report_json.read_text()) if report_json.is_file() else None
     return code, output, recap, report
