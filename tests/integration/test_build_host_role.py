@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from .helpers import run_playbook
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "build_host"
 
@@ -81,14 +83,7 @@ def test_smoke_test_names_the_platform_that_does_not_run(tmp_path):
             ]
         )
     )
-    ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
-    result = subprocess.run(
-        [str(ansible_playbook), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", playbook],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    result = run_playbook(playbook, check=False)
     out = result.stdout + result.stderr
     assert result.returncode == 2, out
     assert "Smoke test failed for linux/riscv64" in out, out

@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from .helpers import VENV_BIN, clean_env, play_recap, run
+from .helpers import play_recap, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,11 +21,7 @@ MACHINE = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "a
 
 def demo() -> tuple[str, dict, float]:
     started = time.monotonic()
-    proc = run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(ROOT / "playbooks" / "demo.yml")],
-        timeout=1800,
-        env=clean_env(ANSIBLE_NOCOLOR="1"),
-    )
+    proc = run_playbook(ROOT / "playbooks" / "demo.yml")
     return proc.stdout, play_recap(proc.stdout), time.monotonic() - started
 
 
