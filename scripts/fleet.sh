@@ -44,7 +44,7 @@ INITRD_MODULES=(virtio_mmio virtio_pci virtio_blk ext4 virtio_net virtio-rng)
 # Module trees no guest needs (graphics, sound, cameras, radios): left out of the image.
 DROP_MODULES=(drivers/gpu drivers/media sound drivers/net/wireless drivers/infiniband drivers/staging
   drivers/iio drivers/bluetooth net/bluetooth net/wireless net/mac80211)
-HOST_PACKAGES=(qemu-system-arm qemu-utils mmdebstrap e2fsprogs kmod cpio openssh-client)
+HOST_PACKAGES=(qemu-system-arm qemu-utils mmdebstrap arch-test e2fsprogs kmod cpio openssh-client)
 DISK_SIZE=${FLEET_DISK_SIZE:-8G}
 MEMORY=${FLEET_MEMORY:-1024}
 SMP=${FLEET_SMP:-1}
