@@ -19,8 +19,9 @@ description:
     C(io.fleet-multiarch.reference), C(io.fleet-multiarch.platform)). When the running container already has the
     same digest and the same configuration, nothing is pulled, stopped or restarted.
   - Otherwise the new image is pulled while the old container keeps serving, the new container is created under
-    the name C(<name>-next), and then the swap is done - the old container is renamed C(<name>-previous) and
-    stopped (within O(stop_timeout)), the new one takes the name O(name) and starts. The new container must then
+    the name C(<name>-next), and then the swap is done - while it still serves, the old container is renamed
+    C(<name>-previous) and its restart policy set to C(no), and the new one takes the name O(name); then the old
+    one is stopped (within O(stop_timeout)) and the new one starts. The new container must then
     become healthy within O(health_timeout), by the probes of O(health), else by the image's C(HEALTHCHECK),
     else by still running after O(running_seconds).
   - When the new container fails to start or to become healthy, its last O(log_lines) log lines are kept, it is
@@ -756,12 +757,15 @@ class Rollout:
                     engine.remove(stale)
                 engine.rename(kept, older_name(self.name))
             engine.rename(old, previous_name(self.name))
-        begin = self.clock()
         try:
+            # Before the window: the old container still answers while it loses its restart policy (so the engine
+            # cannot start it again over the new one) and the new one takes the name. The window is stop + start.
             if old is not None:
-                engine.stop(old, params["stop_timeout"])
                 engine.set_restart_policy(old, {"Name": "no"})
             engine.rename(new, self.name)
+            begin = self.clock()
+            if old is not None:
+                engine.stop(old, params["stop_timeout"])
             engine.start(new)
             self.result["swap_seconds"] = round(self.clock() - begin, 3)
             health = self.wait_health(new)

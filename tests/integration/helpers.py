@@ -87,6 +87,19 @@ def run_playbook(playbook: Path, extra_vars: dict | None = None, *, check: bool 
     return run(argv, check=check, env=ansible_env())
 
 
+def playbook_results(playbook: Path, *, check_mode: bool = False, diff: bool = False) -> list[dict]:
+    """Run a playbook against localhost and return every task result, whole and in order (``fleet_result``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "results.jsonl")
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
+        argv += (["--check"] if check_mode else []) + (["--diff"] if diff else [])
+        proc = run(argv, check=False, env={**ansible_env(), "FLEET_TEST_RESULT_FILE": str(out)})
+        try:
+            return [json.loads(line) for line in out.read_text().splitlines()]
+        except (OSError, ValueError) as exc:
+            raise AssertionError(f"no results from {argv!r}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}") from exc
+
+
 def qemu_processes_of(state: Path) -> list[str]:
     """``pid: command line`` of the QEMU system emulators using a disk under ``state`` (a fleet state directory)."""
     found = []

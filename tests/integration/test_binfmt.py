@@ -106,10 +106,22 @@ def test_probes_run_under_their_emulators(tmp_path):
 
 
 def test_probes_run_directly_through_binfmt(tmp_path):
-    """Executed as programs: the kernel hands each one to the registered emulator (or runs it natively)."""
-    for target in bf.QEMU_TABLE:
-        proc = subprocess.run([str(probe_file(tmp_path, target, 9))], check=False, timeout=60)
-        assert proc.returncode == 9, target
+    """Executed as programs: the kernel hands each one to the registered emulator (or runs it natively).
+
+    The test environment registers the platforms it emulates; every other target of the table is registered
+    here (under the test prefix, not persisted) and removed afterwards.
+    """
+    args = {"platforms": ALL_FOREIGN, "name_prefix": PREFIX, "replace_conflicting": False, "persist": False}
+    registered = run_module("fleet.multiarch.binfmt", args)
+    assert registered.get("failed") is not True, registered
+    try:
+        for target in bf.QEMU_TABLE:
+            proc = subprocess.run([str(probe_file(tmp_path, target, 9))], check=False, timeout=60)
+            assert proc.returncode == 9, target
+    finally:
+        for name in read_entries():
+            if name.startswith(PREFIX):
+                remove_raw(name)
 
 
 def test_register_check_mode_idempotence_verify_and_persist(tmp_path):

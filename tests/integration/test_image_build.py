@@ -27,7 +27,7 @@ import pytest
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, RegistryError
 
-from .helpers import run, run_module
+from .helpers import playbook_results, run, run_module
 
 CONTEXTS = Path(__file__).resolve().parent / "contexts"
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
@@ -280,6 +280,41 @@ def test_secrets_reach_the_build_but_not_the_log(testenv, repo, tmp_path):
 
 
 # --------------------------------------------------------------------------- speed of the unchanged path
+
+
+def test_the_controller_answers_an_unchanged_release_as_the_module_does(testenv, repo, tmp_path):
+    """The action plugin checks an unchanged release in the controller's process; the module gives the same answer.
+
+    The same task twice per run: once as it is (connection local: the controller answers), once with a task
+    ``environment``, which keeps the check in the module.
+    """
+    ctx = context(tmp_path)
+    ref = f"{repo}:1.0"
+    args = {"context": str(ctx), "platforms": PLATFORMS, "tags": [ref], "build_args": {"GREETING": RUN_ID}}
+    playbook = tmp_path / "twice.yml"
+    tasks = [
+        {"name": "Here", "fleet.multiarch.image_build": args},
+        {"name": "In the module", "fleet.multiarch.image_build": args, "environment": {"FLEET_TEST": "1"}},
+    ]
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+
+    first = build(args)
+    assert first["changed"] is True and first["answered_by"] == "module"
+    compared = ("changed", "built", "digest", "platform_digests", "tags", "fingerprint", "published_fingerprint")
+    compared += ("base_images", "context", "log_path", "staging_tags", "strategy")
+    for check_mode, diff in ((False, False), (True, True)):
+        here, there = playbook_results(playbook, check_mode=check_mode, diff=diff)
+        assert not here["failed"] and not there["failed"], (here.get("msg"), there.get("msg"))
+        assert (here["answered_by"], there["answered_by"]) == ("controller", "module")
+        assert here["changed"] is False and here["digest"] == first["digest"]
+        assert {k: here[k] for k in compared} == {k: there[k] for k in compared}
+        assert here.get("diff") == there.get("diff") and bool(here.get("diff")) is diff
+
+    # a tag to add is work: the module does it; a changed input too
+    more = build({**args, "tags": [ref, f"{repo}:latest"]})
+    assert more["changed"] is True and more["answered_by"] == "module" and more["built"] is False
+    (ctx / "app.txt").write_text(f"version 2 {RUN_ID}\n")
+    assert build(args, check_mode=True)["answered_by"] == "module"
 
 
 def test_unchanged_path_is_much_faster_than_a_cached_buildx_run(testenv, repo, tmp_path):

@@ -8,8 +8,11 @@ against the registries themselves.
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import requests
@@ -705,3 +708,44 @@ def test_secure_registry_is_not_probed():
 )
 def test_split_host_port(registry, expected):
     assert reg.split_host_port(registry) == expected
+
+
+class RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy on loopback that answers every request itself and records its request line."""
+
+    seen: ClassVar[list] = []
+
+    def do_GET(self):
+        self.seen.append(self.requestline)
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch):
+    """Proxies, NO_PROXY and the CA bundle come from the environment, as requests reads them, once per client."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), RecordingProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("NO_PROXY", "10.9.9.9")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/bundle-from-env.pem")
+        far = reg.RegistryClient("10.8.8.8:5000", insecure=True, probe=lambda *a: False)
+        assert far.session.trust_env is False
+        assert far.proxies["http"] == f"http://127.0.0.1:{server.server_port}"
+        assert far.verify == "/etc/ssl/certs/bundle-from-env.pem"
+        assert far.request("GET", "", what="ping").json() == {}
+        assert far.request("GET", "", what="ping again").json() == {}
+        assert RecordingProxy.seen == ["GET http://10.8.8.8:5000/v2/ HTTP/1.1"] * 2
+        assert reg.RegistryClient("10.9.9.9:5000").proxies == {}
+        assert reg.RegistryClient("10.8.8.8:5000", ca_cert="/ca.pem").verify == "/ca.pem"
+        assert reg.RegistryClient("10.8.8.8:5000", validate_certs=False).verify is False
+    finally:
+        server.shutdown()
+        server.server_close()

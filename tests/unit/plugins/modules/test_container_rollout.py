@@ -284,9 +284,9 @@ def test_replace_pulls_before_stopping_and_keeps_the_previous(engine, capsys, tm
         ("create", "app-next", f"{REPO}@{DIGESTS['linux/amd64']}"),
         ("rename", "app-previous", "app-older"),
         ("rename", "app", "app-previous"),
-        ("stop", "app-previous", 1),
         ("restart_policy", "app-previous", "no"),
         ("rename", "app-next", "app"),
+        ("stop", "app-previous", 1),
         ("start", "app"),
         ("remove", "app-older"),
     ]

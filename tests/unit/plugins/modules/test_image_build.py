@@ -17,6 +17,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
+from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import ImageBuilder
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import parse_platform
 from ansible_collections.fleet.multiarch.plugins.modules import image_build as mod
 
 CONTEXT = Path(__file__).resolve().parents[3] / "integration" / "contexts" / "uname"
@@ -92,7 +94,7 @@ def run_main(args: dict, capsys) -> dict:
 def publish(store: FakeRegistry, fingerprint: str, platforms: tuple = tuple(PLATFORMS), tag: str = "1") -> str:
     manifests = []
     for pos, platform in enumerate(platforms):
-        obj = mod.parse_platform(platform)
+        obj = parse_platform(platform)
         manifests.append(
             {
                 "mediaType": reg.OCI_MANIFEST,
@@ -238,12 +240,12 @@ def captured_builder(monkeypatch):
     def build(self, *args):
         raise BuildStarted
 
-    monkeypatch.setattr(mod.ImageBuilder, "build_per_platform", build)
+    monkeypatch.setattr(ImageBuilder, "build_per_platform", build)
 
 
 @pytest.mark.usefixtures("registry", "captured_builder")
 def test_a_platform_without_emulator_or_node_fails_before_building(context, capsys, monkeypatch):
-    monkeypatch.setattr(mod.ImageBuilder, "local_platforms", lambda self: ["linux/amd64", "linux/386"])
+    monkeypatch.setattr(ImageBuilder, "local_platforms", lambda self: ["linux/amd64", "linux/386"])
     result = run_main({"context": str(context), "platforms": ["linux/amd64", "linux/loong64"]}, capsys)
     assert result["failed"] is True
     assert "cannot build linux/loong64: no node of that platform and no emulator for it" in result["msg"]
@@ -252,6 +254,6 @@ def test_a_platform_without_emulator_or_node_fails_before_building(context, caps
 
 @pytest.mark.usefixtures("registry", "captured_builder")
 def test_a_platform_this_host_emulates_passes_the_check(context, capsys, monkeypatch):
-    monkeypatch.setattr(mod.ImageBuilder, "local_platforms", lambda self: ["linux/amd64", "linux/loong64"])
+    monkeypatch.setattr(ImageBuilder, "local_platforms", lambda self: ["linux/amd64", "linux/loong64"])
     with pytest.raises(BuildStarted):
         run_main({"context": str(context), "platforms": ["linux/amd64", "linux/loong64"]}, capsys)

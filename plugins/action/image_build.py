@@ -1,0 +1,127 @@
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of ``fleet.multiarch.image_build``: an unchanged release is answered on the controller.
+
+When the build host is the controller itself (``connection: local``, no ``become``, no task
+``environment``), the module would run in a new Python on this very machine, as this very user, with
+the same files and the same registry in reach. Most of an unchanged release's time is that start-up
+(AnsiballZ, the interpreter, ``AnsibleModule``: about 0.4 s here), not the check itself (0.05 s).
+
+So in that case this plugin runs the module's own check, :meth:`ImageBuilder.assess` from
+``module_utils/_image_build.py``, in this process: the same code, the same options (validated with the
+module's argument spec), the same registry requests. When every tag already holds the build, that is the
+result (``answered_by: controller``). In every other case (something to build or tag, ``force``, ``load``,
+any error, another host, ``become``, ``async``) the module runs as usual and gives the answer
+(``answered_by: module``), errors included.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.process import get_bin_path
+from ansible.plugins.action import ActionBase
+from ansible.utils.vars import merge_hash
+
+from ansible_collections.fleet.multiarch.plugins.module_utils._buildx import DockerCLI
+from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import (
+    REQUIRED_TOGETHER,
+    ImageBuilder,
+    image_build_argument_spec,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import HAS_REQUESTS, ClientPool, parse_reference
+
+
+class NeedsModule(Exception):
+    """The check asked for something only the module does: let the module answer."""
+
+
+class ControllerModule:
+    """What :class:`ImageBuilder` uses of ``AnsibleModule``, for its check in the controller's process."""
+
+    def __init__(self, params: dict, check_mode: bool, diff: bool):
+        self.params = params
+        self.check_mode = check_mode
+        self._diff = diff
+        self.warnings = []
+
+    def warn(self, warning: str) -> None:
+        self.warnings.append(warning)
+
+    def run_command(self, args: list, environ_update=None, data=None, **kwargs):
+        """``AnsibleModule.run_command`` for an argv list, as the docker CLI calls of the check use it."""
+        if kwargs or not isinstance(args, list):
+            raise NeedsModule(f"run_command with {sorted(kwargs)}")
+        argv = [os.path.expanduser(os.path.expandvars(str(arg))) for arg in args]
+        proc = subprocess.run(
+            argv,
+            input=data,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(environ_update or {})},
+            check=False,
+        )
+        return proc.returncode, proc.stdout, proc.stderr
+
+    @staticmethod
+    def get_bin_path(arg: str, required: bool = False, opt_dirs=None):
+        try:
+            return get_bin_path(arg, opt_dirs=opt_dirs or [])
+        except ValueError:
+            if required:
+                raise NeedsModule(f"{arg} not found") from None
+            return None
+
+
+class ActionModule(ActionBase):
+    _supports_check_mode = True
+    _supports_async = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        answer = self.answer_here()
+        if answer is not None:
+            return merge_hash(result, answer)
+        wrap_async = self._task.async_val
+        result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
+        if not wrap_async:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result
+
+    def on_controller(self) -> bool:
+        """The module would run here, as this user, with this environment."""
+        return (
+            self._connection.transport == "local"
+            and not self._play_context.become
+            and not any(self._task.environment or [])
+            and not self._task.async_val
+        )
+
+    def answer_here(self):
+        """The module's result for an unchanged release, from this process; None when the module must run."""
+        if not HAS_REQUESTS or not self.on_controller():
+            return None
+        validated = ArgumentSpecValidator(image_build_argument_spec(), required_together=REQUIRED_TOGETHER).validate(
+            self._task.args
+        )
+        params = validated.validated_parameters
+        if validated.error_messages or not params["push"] or params["load"] or params["force"]:
+            return None
+        if not (params["tags"] and os.path.isabs(params["context"])):
+            return None  # no tag to compare with; a relative context is the module's working directory's
+        module = ControllerModule(params, bool(self._play_context.check_mode), bool(self._play_context.diff))
+        try:
+            primary = parse_reference(params["tags"][0])
+            builder = ImageBuilder(module, DockerCLI.from_module(module), ClientPool(params, primary.registry))
+            if not builder.assess():
+                return None
+        except Exception:  # the module runs and reports it, with its own message
+            return None
+        answer = builder.finish()
+        answer["answered_by"] = "controller"
+        if module.warnings:
+            answer["warnings"] = module.warnings
+        return answer

@@ -1,0 +1,678 @@
+# Copyright: Contributors to the fleet.multiarch project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Private to the fleet.multiarch collection: not a public API, may change without notice.
+
+"""The work of ``image_build``: fingerprint, compare with the registry, build, publish.
+
+The module (``plugins/modules/image_build.py``) runs it on the build host. Its action plugin
+(``plugins/action/image_build.py``) runs only :meth:`ImageBuilder.assess` in the controller's own process
+when the build host is the controller, to answer an unchanged release without starting a module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
+from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
+from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, emulated_targets
+from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
+    ManifestError,
+    build_index,
+    entries_from_index,
+    image_entry,
+    images_then_attestations,
+    single_image,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
+    PlatformError,
+    emulated_platforms,
+    host_platform,
+    native_platforms,
+    parse_platform,
+    platform_from_dict,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
+    IMAGE_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    ClientPool,
+    RegistryError,
+    copy_manifest_blobs,
+    parse_reference,
+    registry_argument_spec,
+)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+# ------------------------------------------------------------------------------------------ the build log
+
+
+class BuildLog:
+    """The build log file, written as output arrives; lines of concurrent builds carry their platform."""
+
+    def __init__(self, path: str):
+        self.path = path
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self._handle = open(path, "ab")
+        self._lock = threading.Lock()
+        self._partial = {}
+
+    def write(self, prefix: str, chunk: bytes, stream: str = "") -> None:
+        key = (prefix, stream)
+        data = self._partial.pop(key, b"") + chunk
+        lines = data.split(b"\n")
+        self._partial[key] = lines.pop()
+        if lines:
+            head = f"[{prefix}] ".encode() if prefix else b""
+            with self._lock:
+                self._handle.write(b"".join(head + line + b"\n" for line in lines))
+                self._handle.flush()
+
+    def flush_partial(self, prefix: str, stream: str = "") -> None:
+        rest = self._partial.pop((prefix, stream), b"")
+        if rest:
+            self.write(prefix, rest + b"\n", stream)
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._handle.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n".encode())
+            self._handle.flush()
+
+    def close(self) -> None:
+        for prefix, stream in list(self._partial):
+            self.flush_partial(prefix, stream)
+        self._handle.close()
+
+    def read(self) -> str:
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+
+def run_logged(cli, args: list, log: BuildLog, prefix: str = "", environ: dict | None = None) -> tuple:
+    """``docker ARGS`` with its output written to ``log`` as it arrives (lines prefixed with ``prefix``)."""
+
+    def on_output(stream, chunk):
+        if chunk:
+            log.write(prefix, chunk, stream)
+        else:
+            log.flush_partial(prefix, stream)
+
+    log.note(f"{prefix + ': ' if prefix else ''}docker {' '.join(args)}")
+    return cli.run_streaming(args, on_output, environ=environ)
+
+
+# ------------------------------------------------------------------------------------------ the manager
+
+
+class ImageBuilder:
+    """Fingerprint, compare with the registry, build with the chosen strategy, publish every tag."""
+
+    def __init__(self, module, cli, pool: ClientPool):
+        self.module = module
+        self.params = module.params
+        self.cli = cli
+        self.pool = pool
+        self.started = time.monotonic()
+        self.tags = [parse_reference(t) for t in self.params["tags"]]
+        self.primary = self.tags[0]
+        self.platforms = bd.normalize_platform_list(self.params["platforms"])
+        self.labels = {k: _text(v) for k, v in (self.params["labels"] or {}).items()}
+        self.annotations = {k: _text(v) for k, v in (self.params["annotations"] or {}).items()}
+        self.build_args = {k: _text(v) for k, v in (self.params["build_args"] or {}).items()}
+        self.platform_builders = {}
+        for platform, builder in (self.params["platform_builders"] or {}).items():
+            self.platform_builders[bd.normalize_platform_list([platform])[0]] = str(builder)
+        self._engine_info = None
+        self._builders = {}
+        self.log = None
+        self.current = False  # set by assess(): the first tag holds this build
+        self.missing_tags = []  # set by assess(): the other tags that do not point to it yet
+        self.result = {
+            "changed": False,
+            "built": False,
+            "digest": "",
+            "platform_digests": {},
+            "tags": [str(t) for t in self.tags],
+            "fingerprint": "",
+            "published_fingerprint": "",
+            "strategy": "",
+            "strategy_reason": "",
+            "base_images": {},
+            "context": {},
+            "seconds": 0.0,
+            "log_path": "",
+            "staging_tags": [],
+            "answered_by": "module",
+        }
+
+    # ---- checks of the input
+
+    def validate(self) -> tuple:
+        p = self.params
+        if not self.platforms:
+            raise bd.BuildError("platforms is empty: list at least one platform, for example linux/amd64")
+        context = os.path.abspath(p["context"])
+        if not os.path.isdir(context):
+            raise bd.BuildError(f"the build context {context} does not exist or is not a directory")
+        dockerfile = p["dockerfile"] if os.path.isabs(p["dockerfile"]) else os.path.join(context, p["dockerfile"])
+        if not os.path.isfile(dockerfile):
+            raise bd.BuildError(f"the Dockerfile {dockerfile} does not exist: set dockerfile (relative to context)")
+        if p["load"] and len(self.platforms) > 1:
+            raise bd.BuildError("load works for one platform only: the engine holds one image per name")
+        for ref in self.tags:
+            if ref.digest or not ref.tag:
+                raise bd.BuildError(f"tag {ref} must end in a tag (for example :1.0), not a digest")
+        unknown = sorted(set(self.platform_builders) - set(self.platforms))
+        if unknown:
+            raise bd.BuildError(f"platform_builders names platforms that are not built: {', '.join(unknown)}")
+        return context, dockerfile
+
+    # ---- the fingerprint
+
+    def engine_info(self) -> dict:
+        if self._engine_info is None:
+            _rc, out, _err = self.cli.run(["info", "--format", "{{json .}}"], what="docker info")
+            self._engine_info = bd.parse_engine_info(out)
+        return self._engine_info
+
+    def hub_registry(self) -> str:
+        if self.params["base_image_registry"]:
+            return self.params["base_image_registry"]
+        mirrors = self.engine_info()["mirrors"]
+        return mirrors[0] if mirrors else ""
+
+    def resolve_base(self, image: str) -> str:
+        """The digest of a base image in the registry the engine pulls it from."""
+        if "@" in image:
+            return image.rsplit("@", 1)[1]
+        first, _sep, rest = image.partition("/")
+        hub = "" if rest and ("." in first or ":" in first or first == "localhost") else self.hub_registry()
+        ref_text, _is_hub = bd.normalize_base(image, hub)
+        problem = "no registry mirror is configured for names without a registry host"
+        if ref_text:
+            try:
+                ref = parse_reference(ref_text)
+                head = self.pool.get(ref.registry).head_manifest(ref.repository, ref.ref)
+                if head is not None and head["digest"]:
+                    return head["digest"]
+                if head is not None:
+                    return self.pool.get(ref.registry).get_manifest(ref.repository, ref.ref).digest
+                problem = f"{ref_text} does not exist"
+            except (RegistryError, ValueError) as exc:
+                problem = str(exc)
+        rc, out, err = self.cli.run(
+            ["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", "--", image], check=False
+        )
+        if rc == 0:
+            try:
+                return json.loads(out)["digest"]
+            except (ValueError, KeyError, TypeError):
+                pass
+        raise bd.BuildError(
+            f"cannot resolve the base image {image} to a digest for the fingerprint: {problem};"
+            f" docker buildx imagetools inspect says: {bx.last_error(err or out)}. Check the name, push the image"
+            " to the registry, or set base_image_registry to the registry (mirror) that holds it"
+        )
+
+    def compute_fingerprint(self, context: str, dockerfile: str) -> str:
+        try:
+            with open(dockerfile, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise bd.BuildError(f"cannot read the Dockerfile {dockerfile}: {exc}") from None
+        parsed = bd.parse_dockerfile(text)
+        images = bd.base_images(parsed, self.build_args, self.platforms, host_platform().oci)
+        digests = parallel(self.resolve_base, images)
+        bases = dict(zip(images, digests))
+        matcher = bd.IgnoreMatcher(bd.load_ignore(bd.ignore_file(context, dockerfile)))
+        ctx = bd.hash_context(context, matcher)
+        self.result["base_images"] = bases
+        self.result["context"] = ctx
+        fp = bd.fingerprint(
+            context=ctx["digest"],
+            dockerfile=text,
+            build_args=self.build_args,
+            target=self.params["target"] or "",
+            platforms=self.platforms,
+            labels=self.labels,
+            annotations=self.annotations,
+            bases=bases,
+            attestations=self.params["attestations"],
+        )
+        self.result["fingerprint"] = fp
+        return fp
+
+    # ---- what is published
+
+    def published(self, ref):
+        """``(fetched, fingerprint, {platform: digest})`` of what ``ref`` holds; (None, "", {}) when nothing."""
+        client = self.pool.get(ref.registry)
+        try:
+            fetched = client.get_manifest(ref.repository, ref.ref)
+        except RegistryError as exc:
+            if exc.status == 404:
+                return None, "", {}
+            raise
+        if fetched.media_type in INDEX_TYPES:
+            fp = (fetched.data.get("annotations") or {}).get(bd.FINGERPRINT_KEY, "")
+            digests = {}
+            for desc in fetched.data.get("manifests") or []:
+                platform = desc.get("platform") or {}
+                if platform.get("os") == "unknown":
+                    continue
+                try:
+                    digests[platform_from_dict(platform).oci] = desc["digest"]
+                except (PlatformError, KeyError):
+                    continue
+            return fetched, fp, digests
+        config_digest = (fetched.data.get("config") or {}).get("digest")
+        if not config_digest:
+            return fetched, "", {}
+        config = json.loads(client.get_blob(ref.repository, config_digest))
+        fp = ((config.get("config") or {}).get("Labels") or {}).get(bd.FINGERPRINT_KEY, "")
+        try:
+            platform = platform_from_dict(config).oci
+        except PlatformError:
+            return fetched, fp, {}
+        return fetched, fp, {platform: fetched.digest}
+
+    def up_to_date(self, fp: str) -> tuple:
+        """``(current, tags lacking it, fetched, digests)``: current when fingerprint and platforms match."""
+        fetched, have, digests = self.published(self.primary)
+        self.result["published_fingerprint"] = have
+        current = fetched is not None and have == fp and set(digests) == set(self.platforms)
+        if not current:
+            return False, list(self.tags[1:]), fetched, digests
+        self.result["digest"] = fetched.digest
+        self.result["platform_digests"] = {p: digests[p] for p in self.platforms}
+
+        def lacks(ref):
+            head = self.pool.get(ref.registry).head_manifest(ref.repository, ref.ref)
+            return head is None or head["digest"] != fetched.digest
+
+        missing = [ref for ref, bad in zip(self.tags[1:], parallel(lacks, self.tags[1:])) if bad]
+        return True, missing, fetched, digests
+
+    def local_fingerprint(self) -> str:
+        rc, out, _err = self.cli.run(
+            ["image", "inspect", "--format", "{{json .Config.Labels}}", "--", str(self.primary)], check=False
+        )
+        if rc != 0:
+            return ""
+        try:
+            return (json.loads(out) or {}).get(bd.FINGERPRINT_KEY, "")
+        except ValueError:
+            return ""
+
+    # ---- builders and strategy
+
+    def builder(self, name: str) -> dict:
+        key = name or ""
+        if key not in self._builders:
+            found = self.cli.inspect(name or None)
+            if found is None:
+                raise bd.BuildError(
+                    f"there is no buildx builder or docker context named {name}: create it with"
+                    " fleet.multiarch.buildx_builder, or fix builder/platform_builders"
+                )
+            self._builders[key] = found
+        return self._builders[key]
+
+    def local_engine(self) -> bool:
+        host = self.params["docker_host"] or os.environ.get("DOCKER_HOST", "")
+        context = self.params["docker_context"] or os.environ.get("DOCKER_CONTEXT", "")
+        return (not host or host.startswith("unix://")) and context in ("", "default")
+
+    def local_platforms(self) -> list:
+        """What this host runs: native platforms and those with a QEMU emulator in binfmt_misc."""
+        host = host_platform()
+        out = [p.oci for p in native_platforms(host)]
+        binfmt = BinfmtMisc(self.module.run_command)
+        for target in emulated_targets(binfmt.entries(), binfmt.status_enabled()):
+            out += [p.oci for p in emulated_platforms(target)]
+        return out
+
+    def check_platforms(self) -> None:
+        local = self.local_platforms() if self.local_engine() else []
+        groups = {}
+        for platform in self.platforms:
+            groups.setdefault(self.platform_builders.get(platform, self.params["builder"] or ""), []).append(platform)
+        for name, platforms in groups.items():
+            info = self.builder(name)
+            extra = local if info["driver"] == "docker" and name not in self.platform_builders.values() else []
+            missing = bd.unsupported(platforms, bd.builder_supports(info, extra))
+            if missing:
+                raise bd.BuildError(
+                    f"the builder {info['name']} cannot build {', '.join(missing)}: no node of that platform and no"
+                    " emulator for it. Register QEMU emulation with fleet.multiarch.binfmt, or add a native node"
+                    " (fleet.multiarch.buildx_builder) and name it in platform_builders"
+                )
+
+    def choose(self) -> tuple:
+        info = self.builder(self.params["builder"] or "")
+        store = ""
+        if info["driver"] == "docker":
+            store = self.engine_info()["image_store"]
+        requested = self.params["strategy"]
+        if requested == "auto" and len(self.platforms) == 1 and not self.params["load"] and self.params["push"]:
+            return "per_platform", "one platform: one build and an index around it"
+        return bd.choose_strategy(requested, info["driver"], store, self.platforms, self.platform_builders)
+
+    # ---- building
+
+    def common_args(self) -> dict:
+        p = self.params
+        return {
+            "build_args": self.build_args,
+            "target": p["target"] or "",
+            "labels": {**self.labels, bd.FINGERPRINT_KEY: self.result["fingerprint"]},
+            "ssh": p["ssh"],
+            "cache_from": p["cache_from"],
+            "cache_to": p["cache_to"],
+            "pull": p["pull"],
+            "no_cache": p["no_cache"],
+            "attestations": p["attestations"],
+        }
+
+    def run_build(self, argv: list, prefix: str, environ: dict, platforms: list) -> None:
+        rc, out, err = run_logged(self.cli, argv, self.log, prefix, environ)
+        if rc == 0:
+            return
+        text = self.log.read()
+        if prefix:  # only this platform's lines of a log shared by concurrent builds
+            mark = f"[{prefix}] "
+            text = "\n".join(ln[len(mark) :] for ln in text.splitlines() if ln.startswith(mark))
+        step = bd.failing_step(text)
+        tail = step["tail"]
+        where = f" for {prefix}" if prefix else f" for {', '.join(platforms)}"
+        if bd.emulation_hint(err + out) or bd.emulation_hint("\n".join(tail)):
+            msg = (
+                f"the build{where} could not run a program of the target platform (exec format error): there is"
+                " no emulator for it. Register QEMU emulation with fleet.multiarch.binfmt, or add a native node"
+                " and name it in platform_builders"
+            )
+        elif step["step"]:
+            msg = f"the build{where} failed at step {step['step']}: {step['error']}"
+            if tail:
+                msg += "; last output: " + " | ".join(tail[-5:])
+        else:
+            msg = f"the build{where} failed: {bx.last_error(err) or bx.last_error(out) or f'exit code {rc}'}"
+        raise bd.BuildError(f"{msg} (full log: {self.log.path})", step=step["step"], log_tail=tail, rc=rc)
+
+    def build_multi(self, workdir: str, secret_argv: list, secret_env: dict) -> None:
+        p = self.params
+        metadata = os.path.join(workdir, "metadata.json")
+        annotations = {**self.annotations, bd.FINGERPRINT_KEY: self.result["fingerprint"]}
+        single = len(self.platforms) == 1
+        driver = self.builder(p["builder"] or "")["driver"]
+        output = ""
+        load = False
+        if p["push"] or (p["load"] and driver == "docker"):
+            # the docker driver's image export also stores the image in the engine
+            output = bd.image_output(str(self.primary), p["push"], by_digest=False)
+            load = p["load"] and driver != "docker"
+        elif p["load"]:
+            load = True
+        argv = bd.build_argv(
+            context=self.context,
+            dockerfile=self.dockerfile,
+            platforms=self.platforms,
+            builder=p["builder"] or "",
+            output=output,
+            load=load,
+            # one platform is one image manifest: the annotations go on it (the fingerprint is its label)
+            annotations=self.annotations if single else annotations,
+            annotation_level="manifest" if single else "index",
+            secret_argv=secret_argv,
+            metadata_file=metadata,
+            **self.common_args(),
+        )
+        if single and self.annotations and driver == "docker" and self.engine_info()["image_store"] != "containerd":
+            self.module.warn(
+                "the docker driver on the classic image store writes Docker v2 manifests, which carry no annotations:"
+                " the annotations are not kept (strategy per_platform puts them on an index around the image)"
+            )
+        self.run_build(argv, "", secret_env, self.platforms)
+        if not p["push"]:
+            return
+        with open(metadata, encoding="utf-8") as handle:
+            meta = bd.parse_metadata(handle.read())
+        fetched, _fp, digests = self.published(self.primary)
+        if fetched is None:
+            raise bd.BuildError(f"buildx reported success but {self.primary} does not exist in the registry")
+        if meta["digest"] and meta["digest"] != fetched.digest:
+            raise bd.BuildError(
+                f"buildx pushed {meta['digest']} but {self.primary} points to {fetched.digest}: another build"
+                " pushed to the same tag at the same time; run again"
+            )
+        self.result["digest"] = fetched.digest
+        self.result["platform_digests"] = {pl: digests.get(pl, "") for pl in self.platforms}
+
+    def build_one(self, platform: str, workdir: str, secret_argv: list, secret_env: dict) -> list:
+        """Build and push one platform: ``[image entry, *its attestation entries]`` (attestations when enabled)."""
+        p = self.params
+        builder = self.platform_builders.get(platform, p["builder"] or "")
+        by_digest = self.builder(builder)["driver"] != "docker"
+        if by_digest:
+            name = self.primary.name
+        else:
+            name = f"{self.primary.name}:{bd.staging_tag(self.primary.tag, platform)}"
+        metadata = os.path.join(workdir, f"metadata-{bd.platform_slug(platform)}.json")
+        argv = bd.build_argv(
+            context=self.context,
+            dockerfile=self.dockerfile,
+            platforms=[platform],
+            builder=builder,
+            output=bd.image_output(name, True, by_digest),
+            secret_argv=secret_argv,
+            metadata_file=metadata,
+            **self.common_args(),
+        )
+        prefix = platform if len(self.platforms) > 1 else ""
+        self.run_build(argv, prefix, secret_env, [platform])
+        with open(metadata, encoding="utf-8") as handle:
+            meta = bd.parse_metadata(handle.read())
+        if not meta["digest"]:
+            raise bd.BuildError(f"the build of {platform} wrote no image digest in its metadata ({self.log.path})")
+        if not by_digest:
+            self.result["staging_tags"].append(name)
+        client = self.pool.get(self.primary.registry)
+        repo = self.primary.repository
+        fetched = client.get_manifest(repo, meta["digest"])
+        attestations = []
+        if fetched.media_type in INDEX_TYPES:  # an engine that wraps one platform in an index, with attestations
+            listed = entries_from_index(fetched, name, self.primary.name)
+            try:
+                inner, attestations = single_image(listed, f"the build of {platform}", p["attestations"])
+            except ManifestError as exc:
+                raise bd.BuildError(str(exc)) from exc
+            fetched = client.get_manifest(repo, inner.digest)
+        if fetched.media_type not in IMAGE_TYPES:
+            raise bd.BuildError(f"the build of {platform} pushed {fetched.media_type}, not an image manifest")
+        image = image_entry(client, self.primary, fetched, platform=parse_platform(platform).to_dict(), source=name)
+        return [image, *attestations]
+
+    def build_per_platform(self, workdir: str, secret_argv: list, secret_env: dict) -> None:
+        if not self.params["push"]:
+            raise bd.BuildError("strategy per_platform assembles the index in the registry: it needs push: true")
+        built = parallel(lambda pl: self.build_one(pl, workdir, secret_argv, secret_env), self.platforms)
+        images = [group[0] for group in built]
+        entries = images_then_attestations(built)
+        annotations = {**self.annotations, bd.FINGERPRINT_KEY: self.result["fingerprint"]}
+        body, _data = build_index(entries, OCI_INDEX, annotations)
+        client = self.pool.get(self.primary.registry)
+        digest = client.put_manifest(self.primary.repository, self.primary.tag, body, OCI_INDEX)
+        self.result["digest"] = digest
+        self.result["platform_digests"] = {e.platform_obj.oci: e.digest for e in images}
+
+    # ---- more tags
+
+    def distribute(self, refs: list) -> None:
+        """Point every ref at the first tag's manifest: same bytes, same digest, blobs mounted or copied."""
+        if not refs:
+            return
+        client = self.pool.get(self.primary.registry)
+        fetched = client.get_manifest(self.primary.repository, self.result["digest"])
+        if fetched.media_type in INDEX_TYPES:
+            digests = [d["digest"] for d in fetched.data.get("manifests") or []]
+        else:
+            digests = [fetched.digest]
+
+        def publish(ref):
+            target = self.pool.get(ref.registry)
+            if ref.name != self.primary.name:
+                for digest in digests:
+                    self.copy_manifest(client, target, ref, digest)
+            target.put_manifest(ref.repository, ref.tag, fetched.body, fetched.media_type)
+
+        parallel(publish, refs)
+
+    def copy_manifest(self, src, dst, ref, digest: str) -> None:
+        """Make manifest ``digest`` of the first tag's repository exist in ``ref``'s repository, blobs first."""
+        if dst.head_manifest(ref.repository, digest) is not None:
+            return
+        fetched = src.get_manifest(self.primary.repository, digest)
+        copy_manifest_blobs(src, self.primary.repository, dst, ref.repository, fetched.data)
+        dst.put_manifest(ref.repository, digest, fetched.body, fetched.media_type)
+
+    # ---- the task
+
+    def default_log_path(self) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        slug = self.primary.repository.replace("/", "-")
+        return os.path.join(tempfile.gettempdir(), "fleet-multiarch-build", f"{slug}-{stamp}-{os.getpid()}.log")
+
+    def assess(self) -> bool:
+        """Validate, fingerprint, compare with the registry: True when every tag already holds this build.
+
+        Reads only local files and the registry (the docker CLI only to resolve a base image the registry
+        client cannot), so it can run wherever the build context is, the controller included.
+        """
+        p = self.params
+        self.context, self.dockerfile = self.validate()
+        fp = self.compute_fingerprint(self.context, self.dockerfile)
+        before = {}
+        self.missing_tags = list(self.tags[1:])
+        self.current = False
+        if p["push"]:
+            self.current, self.missing_tags, fetched, digests = self.up_to_date(fp)
+            if fetched is not None:
+                before = {
+                    "fingerprint": self.result["published_fingerprint"],
+                    "digest": fetched.digest,
+                    "platforms": sorted(digests),
+                }
+        elif p["load"]:
+            self.result["published_fingerprint"] = self.local_fingerprint()
+            self.current = self.result["published_fingerprint"] == fp
+        if self.module._diff:
+            self.result["diff"] = {"before": before, "after": {"fingerprint": fp, "platforms": sorted(self.platforms)}}
+        return self.current and not p["force"] and not self.missing_tags
+
+    def run(self) -> dict:
+        p = self.params
+        if self.assess():
+            return self.finish()
+        fp = self.result["fingerprint"]
+        if self.current and not p["force"]:
+            self.result["changed"] = True
+            if not self.module.check_mode:
+                self.distribute(self.missing_tags)
+            return self.finish()
+        self.result["changed"] = True
+        if self.module.check_mode:
+            self.result["digest"] = ""
+            self.result["platform_digests"] = {}
+            return self.finish()
+        strategy, reason = self.choose()
+        self.result["strategy"], self.result["strategy_reason"] = strategy, reason
+        self.check_platforms()
+        secret_argv, secret_env = bd.secret_args(p["secrets"])
+        self.log = BuildLog(p["log_path"] or self.default_log_path())
+        self.result["log_path"] = self.log.path
+        self.log.note(f"fleet.multiarch.image_build {self.primary} {','.join(self.platforms)} fingerprint {fp}")
+        self.log.note(f"strategy {strategy}: {reason}")
+        workdir = tempfile.mkdtemp(prefix="fleet-build-")
+        try:
+            if strategy == "multi":
+                self.build_multi(workdir, secret_argv, secret_env)
+            else:
+                self.build_per_platform(workdir, secret_argv, secret_env)
+            self.result["built"] = True
+            self.result["staging_tags"].sort()
+            if p["push"]:
+                self.distribute(self.tags[1:])
+            self.log.note(f"done: {self.result['digest']}")
+        finally:
+            self.log.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return self.finish()
+
+    def finish(self) -> dict:
+        self.result["seconds"] = round(time.monotonic() - self.started, 3)
+        return self.result
+
+
+# ------------------------------------------------------------------------------------------ the options
+
+REQUIRED_TOGETHER = [("username", "password")]
+
+
+def image_build_argument_spec() -> dict:
+    """The module's options: one spec for the module and for its action plugin's check on the controller."""
+    spec = {
+        "context": {"type": "path", "required": True},
+        "dockerfile": {"type": "path", "default": "Dockerfile"},
+        "platforms": {"type": "list", "elements": "str", "required": True},
+        "tags": {"type": "list", "elements": "str", "required": True},
+        "build_args": {"type": "dict", "default": {}},
+        "target": {"type": "str"},
+        "labels": {"type": "dict", "default": {}},
+        "annotations": {"type": "dict", "default": {}},
+        "secrets": {
+            "type": "list",
+            "elements": "dict",
+            "default": [],
+            "no_log": True,
+            "options": {
+                "id": {"type": "str", "required": True},
+                "file": {"type": "path"},
+                "env": {"type": "str"},
+                "value": {"type": "str", "no_log": True},
+            },
+            "mutually_exclusive": [("file", "env", "value")],
+            "required_one_of": [("file", "env", "value")],
+        },
+        "ssh": {"type": "list", "elements": "str", "default": []},
+        "cache_from": {"type": "list", "elements": "str", "default": []},
+        "cache_to": {"type": "list", "elements": "str", "default": []},
+        "pull": {"type": "bool", "default": True},
+        "no_cache": {"type": "bool", "default": False},
+        "push": {"type": "bool", "default": True},
+        "load": {"type": "bool", "default": False},
+        "builder": {"type": "str"},
+        "platform_builders": {"type": "dict", "default": {}},
+        "strategy": {"type": "str", "choices": list(bd.STRATEGIES), "default": "auto"},
+        "attestations": {"type": "bool", "default": False},
+        "force": {"type": "bool", "default": False},
+        "base_image_registry": {"type": "str"},
+        "log_path": {"type": "path"},
+    }
+    spec.update(registry_argument_spec())
+    spec.update({k: dict(v) for k, v in bx.DOCKER_CLI_ARGS.items() if k != "docker_config"})
+    return spec
