@@ -5,23 +5,22 @@
 When the build host is the controller itself (``connection: local``, no ``become``, no task
 ``environment``), the module would run in a new Python on this very machine, as this very user, with
 the same files and the same registry in reach. Most of an unchanged release's time is that start-up
-(AnsiballZ, the interpreter, ``AnsibleModule``: about 0.4 s here), not the check itself (0.05 s).
+(AnsiballZ, the interpreter, ``AnsibleModule``: 0.4-0.7 s here), not the check itself (0.05 s).
 
 So in that case this plugin runs the module's own check, :meth:`ImageBuilder.assess` from
 ``module_utils/_image_build.py``, in this process: the same code, the same options (validated with the
 module's argument spec), the same registry requests. When every tag already holds the build, that is the
-result (``answered_by: controller``). In every other case (something to build or tag, ``force``, ``load``,
-any error, another host, ``become``, ``async``) the module runs as usual and gives the answer
-(``answered_by: module``), errors included.
+result (``answered_by: controller``); in check mode, whatever the check finds is (check mode builds and
+writes nothing). In every other case (something to build or tag, ``force``, ``load``, any error, another
+host, ``become``, ``async``) the module runs as usual and gives the answer (``answered_by: module``),
+errors included.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.common.process import get_bin_path
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
@@ -32,47 +31,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     image_build_argument_spec,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import HAS_REQUESTS, ClientPool, parse_reference
-
-
-class NeedsModule(Exception):
-    """The check asked for something only the module does: let the module answer."""
-
-
-class ControllerModule:
-    """What :class:`ImageBuilder` uses of ``AnsibleModule``, for its check in the controller's process."""
-
-    def __init__(self, params: dict, check_mode: bool, diff: bool):
-        self.params = params
-        self.check_mode = check_mode
-        self._diff = diff
-        self.warnings = []
-
-    def warn(self, warning: str) -> None:
-        self.warnings.append(warning)
-
-    def run_command(self, args: list, environ_update=None, data=None, **kwargs):
-        """``AnsibleModule.run_command`` for an argv list, as the docker CLI calls of the check use it."""
-        if kwargs or not isinstance(args, list):
-            raise NeedsModule(f"run_command with {sorted(kwargs)}")
-        argv = [os.path.expanduser(os.path.expandvars(str(arg))) for arg in args]
-        proc = subprocess.run(
-            argv,
-            input=data,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(environ_update or {})},
-            check=False,
-        )
-        return proc.returncode, proc.stdout, proc.stderr
-
-    @staticmethod
-    def get_bin_path(arg: str, required: bool = False, opt_dirs=None):
-        try:
-            return get_bin_path(arg, opt_dirs=opt_dirs or [])
-        except ValueError:
-            if required:
-                raise NeedsModule(f"{arg} not found") from None
-            return None
+from ansible_collections.fleet.multiarch.plugins.plugin_utils._controller_module import ControllerModule
 
 
 class ActionModule(ActionBase):
@@ -116,11 +75,14 @@ class ActionModule(ActionBase):
         try:
             primary = parse_reference(params["tags"][0])
             builder = ImageBuilder(module, DockerCLI.from_module(module), ClientPool(params, primary.registry))
-            if not builder.assess():
+            if module.check_mode:
+                answer = builder.run()  # in check mode, run() goes no further than the check: it writes nothing
+            elif builder.assess():
+                answer = builder.finish()
+            else:
                 return None
         except Exception:  # the module runs and reports it, with its own message
             return None
-        answer = builder.finish()
         answer["answered_by"] = "controller"
         if module.warnings:
             answer["warnings"] = module.warnings

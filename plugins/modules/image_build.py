@@ -24,8 +24,9 @@ description:
     as the build host often is), without C(become), a task C(environment) or C(async), the module's action plugin
     makes that check in the controller's own process, with the module's code and options, and answers without
     starting a module when every tag already holds the build (RV(answered_by=controller)), in about a tenth of a second
-    instead of the half second a module start costs. In every other case, and whenever there is something to build
-    or tag, the module runs on the host as usual (RV(answered_by=module)).
+    instead of the half second a module start costs; in check mode it gives every answer, as check mode builds and
+    writes nothing. In every other case, and whenever there is something to build or tag, the module runs on the
+    host as usual (RV(answered_by=module)).
   - Changing any input, one platform, or a base image that moved to a new digest, builds again. O(force) always
     builds. When only some tags lack the index, the index is copied to them without building.
   - B(Strategies.) V(multi) runs one C(buildx build --platform a,b,c); it needs a builder that exports an
@@ -336,8 +337,8 @@ seconds:
   type: float
 answered_by:
   description:
-    - V(controller) when the action plugin found, in the controller's process, that every tag already holds the
-      build; V(module) when the module ran on the host.
+    - V(controller) when the action plugin answered in the controller's process (every tag already holds the
+      build, or check mode); V(module) when the module ran on the host.
   returned: success
   type: str
   sample: controller

@@ -310,11 +310,18 @@ def test_the_controller_answers_an_unchanged_release_as_the_module_does(testenv,
         assert {k: here[k] for k in compared} == {k: there[k] for k in compared}
         assert here.get("diff") == there.get("diff") and bool(here.get("diff")) is diff
 
-    # a tag to add is work: the module does it; a changed input too
-    more = build({**args, "tags": [ref, f"{repo}:latest"]})
-    assert more["changed"] is True and more["answered_by"] == "module" and more["built"] is False
+    # a changed input: check mode still answers here, as the module does; applying it is the module's work
     (ctx / "app.txt").write_text(f"version 2 {RUN_ID}\n")
-    assert build(args, check_mode=True)["answered_by"] == "module"
+    here, there = playbook_results(playbook, check_mode=True, diff=True)
+    assert (here["answered_by"], there["answered_by"]) == ("controller", "module")
+    assert here["changed"] is True and here["built"] is False and here["digest"] == ""
+    assert {k: here[k] for k in compared} == {k: there[k] for k in compared}
+    assert here["diff"] == there["diff"] and here["diff"]["before"]["digest"] == first["digest"]
+    more = build({**args, "tags": [ref, f"{repo}:latest"]})
+    assert more["changed"] is True and more["answered_by"] == "module" and more["built"] is True
+    # a tag that lacks the index is work too, without a build: the module copies it
+    added = build({**args, "tags": [ref, f"{repo}:latest", f"{repo}:stable"]})
+    assert added["changed"] is True and added["answered_by"] == "module" and added["built"] is False
 
 
 def test_unchanged_path_is_much_faster_than_a_cached_buildx_run(testenv, repo, tmp_path):

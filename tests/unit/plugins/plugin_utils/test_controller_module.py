@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.fleet.multiarch.plugins.action.image_build import ControllerModule, NeedsModule
+from ansible_collections.fleet.multiarch.plugins.plugin_utils._controller_module import ControllerModule, NeedsModule
 
 
 def stand_in() -> ControllerModule:
