@@ -60,7 +60,7 @@ class ActionModule(ActionBase):
         )
 
     def answer_here(self):
-        """The module's result for an unchanged release, from this process; None when the module must run."""
+        """The module's result for an unchanged release (any result in check mode), from this process; else None."""
         if not HAS_REQUESTS or not self.on_controller():
             return None
         validated = ArgumentSpecValidator(image_build_argument_spec(), required_together=REQUIRED_TOGETHER).validate(
@@ -71,7 +71,8 @@ class ActionModule(ActionBase):
             return None
         if not (params["tags"] and os.path.isabs(params["context"])):
             return None  # no tag to compare with; a relative context is the module's working directory's
-        module = ControllerModule(params, bool(self._play_context.check_mode), bool(self._play_context.diff))
+        # check mode and diff exactly as ActionBase passes them to the module (_ansible_check_mode, _ansible_diff)
+        module = ControllerModule(params, bool(self._task.check_mode), bool(self._task.diff))
         try:
             primary = parse_reference(params["tags"][0])
             builder = ImageBuilder(module, DockerCLI.from_module(module), ClientPool(params, primary.registry))
