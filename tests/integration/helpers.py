@@ -51,53 +51,56 @@ def ansible_env() -> dict:
     return env
 
 
+def recorded_results(argv: list, env: dict | None = None) -> list[dict]:
+    """Run an ``ansible``/``ansible-playbook`` argv and return every task result the test callback recorded.
+
+    The results are recorded whole by ``callback_plugins/fleet_result.py`` (with ``diff``, which stdout
+    callbacks drop), in order. An AssertionError with the output when there is none.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "results.jsonl")
+        proc = run(argv, check=False, env={**ansible_env(), **(env or {}), "FLEET_TEST_RESULT_FILE": str(out)})
+        try:
+            results = [json.loads(line) for line in out.read_text().splitlines()]
+        except (OSError, ValueError):
+            results = []
+        if not results:
+            raise AssertionError(f"no results from {argv!r}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return results
+
+
 def run_module(
     module: str, args: dict, *, check_mode: bool = False, diff: bool = False, env: dict | None = None
 ) -> dict:
     """Run one module on localhost through ansible itself and return its result (dict).
 
-    The result is recorded whole by the test callback ``callback_plugins/fleet_result.py`` (with
-    ``diff``, which stdout callbacks drop), so argument parsing, check mode and diff go through
-    Ansible as in a user's play. ``failed`` results are returned, not raised, so tests can assert
-    on error messages.
+    Argument parsing, check mode and diff go through Ansible as in a user's play. ``failed`` results
+    are returned, not raised, so tests can assert on error messages.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp, "results.jsonl")
-        argv = [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-m", module]
-        if args:
-            argv += ["-a", json.dumps(args)]
-        if check_mode:
-            argv.append("--check")
-        if diff:
-            argv.append("--diff")
-        proc = run(argv, check=False, env={**ansible_env(), **(env or {}), "FLEET_TEST_RESULT_FILE": str(out)})
-        try:
-            return json.loads(out.read_text().splitlines()[-1])
-        except (OSError, ValueError, IndexError) as exc:
-            raise AssertionError(
-                f"no module result from {argv!r}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            ) from exc
+    argv = [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-m", module]
+    if args:
+        argv += ["-a", json.dumps(args)]
+    argv += (["--check"] if check_mode else []) + (["--diff"] if diff else [])
+    return recorded_results(argv, env)[-1]
+
+
+def playbook_argv(playbook: Path) -> list:
+    """``ansible-playbook`` of the venv against localhost, connection local."""
+    return [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
 
 
 def run_playbook(playbook: Path, extra_vars: dict | None = None, *, check: bool = True) -> subprocess.CompletedProcess:
     """Run a playbook against localhost with the venv's ansible-playbook (default output callback)."""
-    argv = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
+    argv = playbook_argv(playbook)
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     return run(argv, check=check, env=ansible_env())
 
 
 def playbook_results(playbook: Path, *, check_mode: bool = False, diff: bool = False) -> list[dict]:
-    """Run a playbook against localhost and return every task result, whole and in order (``fleet_result``)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp, "results.jsonl")
-        argv = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
-        argv += (["--check"] if check_mode else []) + (["--diff"] if diff else [])
-        proc = run(argv, check=False, env={**ansible_env(), "FLEET_TEST_RESULT_FILE": str(out)})
-        try:
-            return [json.loads(line) for line in out.read_text().splitlines()]
-        except (OSError, ValueError) as exc:
-            raise AssertionError(f"no results from {argv!r}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}") from exc
+    """Run a playbook against localhost and return every task result, whole and in order."""
+    argv = playbook_argv(playbook) + (["--check"] if check_mode else []) + (["--diff"] if diff else [])
+    return recorded_results(argv)
 
 
 def qemu_processes_of(state: Path) -> list[str]:

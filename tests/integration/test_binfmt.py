@@ -50,6 +50,11 @@ def restore(snapshot: dict) -> None:
         register_raw(entry)
         if not entry["enabled"]:
             (PROC / name).write_text("0")
+    drop_ours()
+
+
+def drop_ours() -> None:
+    """Remove every entry registered under the test prefix."""
     for name in read_entries():
         if name.startswith(PREFIX):
             remove_raw(name)
@@ -119,9 +124,7 @@ def test_probes_run_directly_through_binfmt(tmp_path):
             proc = subprocess.run([str(probe_file(tmp_path, target, 9))], check=False, timeout=60)
             assert proc.returncode == 9, target
     finally:
-        for name in read_entries():
-            if name.startswith(PREFIX):
-                remove_raw(name)
+        drop_ours()
 
 
 def test_register_check_mode_idempotence_verify_and_persist(tmp_path):
