@@ -49,6 +49,20 @@ def registry() -> str:
     return testenv()["registry"]
 
 
+def registry_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) the plain registry's process has used so far; None when it cannot be read.
+
+    The registry runs on the same cores as both sides of a benchmark: what it spends is part of each side's
+    time, and bounds how fast any client can be on this machine.
+    """
+    try:
+        pid = int((TESTENV_JSON.parent / "registry" / "plain.pid").read_text().split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def nonce() -> str:
     return uuid.uuid4().hex[:12]
 

@@ -8,8 +8,8 @@
 #   scripts/fleet-provision.sh --force  make them even when they are current
 #
 # The recipe ID is a sha256 over everything that shapes the images: roles/device/** (not its README), the playbook
-# playbooks/device.yml, the variables below, plugins/modules/device_facts.py and the module_utils it imports,
-# and the base images' recipes. When `scripts/fleet.sh provisioned-recipe ARCH` prints that ID for arm64 and
+# playbooks/device.yml, the variables below, the collection's modules the role calls (device_facts, daemon_json)
+# and the module_utils they import, and the base images' recipes. When `scripts/fleet.sh provisioned-recipe ARCH` prints that ID for arm64 and
 # armhf, nothing is done. Otherwise one arm64 and one armhf guest boot from the base images in a private state
 # dir (FLEET_PROVISION_STATE, ports from FLEET_PROVISION_PORT_BASE), the playbook runs on them, and
 # `scripts/fleet.sh snapshot-provisioned --recipe ID` keeps their disks in the shared image cache.
@@ -42,6 +42,17 @@ module_utils_of() {
   done
 }
 
+# The collection's modules that the role's tasks and handlers call (a task key fleet.multiarch.NAME with a
+# plugins/modules/NAME.py; mentions in comments and documentation do not count).
+role_modules() {
+  local m
+  grep -rhoE '^[[:space:]]*(- )?fleet\.multiarch\.[a-z0-9_]+:' roles/device/tasks roles/device/handlers |
+    sed -E 's/.*\.([a-z0-9_]+):$/\1/' | sort -u |
+    while read -r m; do
+      if [ -f "plugins/modules/$m.py" ]; then echo "plugins/modules/$m.py"; fi
+    done
+}
+
 # The base image recipe of each architecture as `fleet.sh status` reports it ("none" when not built or stale).
 base_recipes() {
   local status arch id
@@ -53,14 +64,16 @@ base_recipes() {
 }
 
 recipe_id() {
-  local f
+  local f modules
   (
     cd "$ROOT"
     echo "fleet-provision v1"
     echo "$EXTRA_VARS"
     base_recipes
-    { find roles/device -type f ! -name README.md; echo playbooks/device.yml; echo plugins/modules/device_facts.py
-      module_utils_of plugins/modules/device_facts.py; } | LC_ALL=C sort -u | while read -r f; do
+    modules=$(role_modules)
+    # shellcheck disable=SC2086 # one file name per word
+    { find roles/device -type f ! -name README.md; echo playbooks/device.yml; echo "$modules"
+      module_utils_of $modules; } | LC_ALL=C sort -u | while read -r f; do
       echo "== $f"
       cat "$f"
     done
