@@ -17,7 +17,8 @@ description:
     its formatting, so an engine restart notified by this task happens only when a setting changed.
   - The file is written as JSON with sorted keys and an indent of two spaces, through a temporary file renamed
     over the old one, so the engine never reads half a file. A new file gets mode C(0644); an existing file
-    keeps its owner and mode. The directory is created (C(0755)) when it is missing.
+    keeps its owner and mode. The directory is created (C(0755)) when it is missing. When O(path) is a
+    symbolic link, the file it points to is written and the link is kept.
   - A file that is not a JSON object is never overwritten - the task fails and says where it cannot be read.
   - The engine reads C(daemon.json) only when it starts; restart it (a handler) when the task reports a change.
     The roles M(fleet.multiarch.build_host) and M(fleet.multiarch.device) do that.
@@ -208,7 +209,8 @@ def main():
         if not module.check_mode:
             if module.params["backup"] and before_text is not None:
                 result["backup_file"] = module.backup_local(path)
-            write(module, path, after_text, exists=before_text is not None)
+            # through a symbolic link to the file it points to, which keeps the link
+            write(module, os.path.realpath(path), after_text, exists=before_text is not None)
     except DaemonJsonError as exc:
         module.fail_json(msg=str(exc), **result)
     module.exit_json(diff=diff, **result)

@@ -113,6 +113,19 @@ def test_a_change_keeps_the_other_keys_the_owner_and_the_mode(tmp_path, capsys):
     assert "backup_file" not in result
 
 
+def test_a_symbolic_link_is_kept_and_the_file_it_points_to_written(tmp_path, capsys):
+    real = tmp_path / "conf" / "daemon.json"
+    real.parent.mkdir()
+    real.write_text(HAND_WRITTEN)
+    link = tmp_path / "daemon.json"
+    link.symlink_to(real)
+    result = run_main({"path": str(link), "settings": {"debug": True}}, capsys)
+    assert result["changed"] is True
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["debug"] is True
+    assert json.loads(real.read_text())["storage-driver"] == "overlay2"
+
+
 def test_check_mode_reports_the_change_and_writes_nothing(tmp_path, capsys):
     path = tmp_path / "docker" / "daemon.json"
     result = run_main({"path": str(path), "settings": {"debug": True}}, capsys, check_mode=True, diff=True)
