@@ -9,6 +9,7 @@ from ``BENCH_FLEET_PORT_BASE`` (13800), so it neither disturbs nor depends on ot
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -27,14 +28,20 @@ STATE = Path(os.environ.get("BENCH_FLEET_STATE") or Path(b.WORK.parent, "bench-f
 PORT_BASE = os.environ.get("BENCH_FLEET_PORT_BASE", "13800")
 GUEST_REGISTRY = "10.0.2.2:5000"  # the host registry as the guests see it
 REGISTRY_LOG = Path(os.environ.get("BENCH_REGISTRY_LOG", "/var/lib/fleet-multiarch-testenv/registry/plain.log"))
-APP_PORT = 8080  # inside the container
-
-# A proper PID 1: stops at once on SIGTERM (busybox httpd alone ignores it as PID 1).
-APP_CMD = '["sh", "-c", "trap \'kill $p; exit 0\' TERM; httpd -f -p 8080 -h /www & p=$!; wait $p"]'
-DOCKERFILE = f"""FROM busybox
+# The application: tests/integration/apps/shared-port-app/server.c (answers every GET with $APP_VERSION on
+# $PORT, opens it with SO_REUSEPORT so that two versions can listen at once on the host network, stops at once on
+# SIGTERM), cross-compiled static for arm64. Its own layer stays the same; /pad and /www are the data layers.
+APP_PORT = 8080  # the server's port inside the container, unless PORT says otherwise
+SERVER_C = b.ROOT / "tests" / "integration" / "apps" / "shared-port-app" / "server.c"
+CROSS_CC = "aarch64-linux-gnu-gcc"
+CROSS_PACKAGES = ("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross")
+DOCKERFILE = """FROM scratch
+ARG VERSION
+COPY server /server
 COPY pad/ /pad/
 COPY www/ /www/
-CMD {APP_CMD}
+ENV APP_VERSION="app ${VERSION}"
+CMD ["/server"]
 """
 
 POLLER = r"""
@@ -136,8 +143,9 @@ def close_ssh() -> None:
 def build_app(repository: str, version: str, pad_bytes: int, app_bytes: int, pad_seed: int) -> dict:
     """Build and push an arm64 app image ``<host registry>/<repository>:<version>``.
 
-    Layers: busybox, ``/pad`` (``pad_bytes`` of random data from ``pad_seed``: the same seed gives the same
-    layer), ``/www`` (index.html naming the version, plus ``app_bytes`` of random data: always new).
+    Layers: the server (:func:`server_binary`), ``/pad`` (``pad_bytes`` of random data from ``pad_seed``: the
+    same seed gives the same layer), ``/www`` (index.html naming the version, plus ``app_bytes`` of random data:
+    always new). The server answers ``app <version>`` (its ``APP_VERSION``).
     Returns the guest reference and the compressed size of the app layer (the last one).
     """
     reg = b.registry()
@@ -146,6 +154,7 @@ def build_app(repository: str, version: str, pad_bytes: int, app_bytes: int, pad
     (ctx / "pad").mkdir(parents=True)
     (ctx / "www").mkdir()
     (ctx / "Dockerfile").write_text(DOCKERFILE)
+    shutil.copy(server_binary(), ctx / "server")
     rng = random.Random(pad_seed)  # noqa: S311 - filler data, not security
     (ctx / "pad" / "data.bin").write_bytes(rng.randbytes(pad_bytes) if pad_bytes else b"")
     (ctx / "www" / "index.html").write_text(f"app {version}\n")
@@ -153,8 +162,9 @@ def build_app(repository: str, version: str, pad_bytes: int, app_bytes: int, pad
     ref = f"{reg}/{repository}:{version}"
     b.run(
         [
-            *("docker", "buildx", "build", "--progress", "plain", "--platform", "linux/arm64", "--pull"),
-            *("--provenance", "false", "--sbom", "false", "-t", ref, "--push", str(ctx)),
+            *("docker", "buildx", "build", "--progress", "plain", "--platform", "linux/arm64"),
+            *("--build-arg", f"VERSION={version}", "--provenance", "false", "--sbom", "false"),
+            *("-t", ref, "--push", str(ctx)),
         ]
     )
     shutil.rmtree(ctx)
@@ -166,6 +176,21 @@ def build_app(repository: str, version: str, pad_bytes: int, app_bytes: int, pad
         "app_layer_bytes": layers[-1]["size"],
         "image_bytes": sum(layer["size"] for layer in layers) + manifest["config"]["size"],
     }
+
+
+def server_binary() -> Path:
+    """The app's server for arm64 (static), compiled once per source; the cross compiler is installed if missing."""
+    source = SERVER_C.read_bytes()
+    out = b.WORK / "app" / f"server-arm64-{hashlib.sha256(source).hexdigest()[:16]}"
+    if out.exists():
+        return out
+    if shutil.which(CROSS_CC) is None:
+        b.log(f"app: installing the arm64 cross compiler ({' '.join(CROSS_PACKAGES)})")
+        b.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *CROSS_PACKAGES], timeout=1800)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    b.run([CROSS_CC, "-static", "-O2", "-Wall", "-Werror", "-o", f"{out}.tmp", str(SERVER_C)])
+    os.replace(f"{out}.tmp", out)
+    return out
 
 
 def install_poller(guest: str) -> None:

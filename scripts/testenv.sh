@@ -45,7 +45,7 @@ DEBIAN_SUITE=bookworm
 # What the environment emulates (any spelling fleet.multiarch.binfmt accepts), as a JSON list body.
 EMULATED_PLATFORMS='"linux/arm64", "linux/arm/v7", "linux/riscv64", "linux/ppc64le", "linux/s390x"'
 PACKAGES=(docker.io containerd runc iptables qemu-user-static docker-registry skopeo
-  mmdebstrap arch-test apache2-utils openssl ca-certificates curl jq git shellcheck)
+  mmdebstrap arch-test apache2-utils openssl ca-certificates curl jq git shellcheck gcc libc6-dev)
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }

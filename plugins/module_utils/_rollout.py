@@ -228,6 +228,43 @@ def create_kwargs(config: dict, labels: dict) -> dict:
     return out
 
 
+UPDATE_ORDERS = ("stop-first", "start-first")
+
+
+def fixed_host_ports(config: dict) -> list:
+    """The ports of a :func:`desired_config` that publish a fixed host port, as ``[host_ip:]host_port``."""
+    out = []
+    for port in config["ports"]:
+        if port["host_port"]:
+            out.append(f"{port['host_ip']}:{port['host_port']}" if port["host_ip"] else port["host_port"])
+    return out
+
+
+def bound_host_ports(attrs: dict) -> list:
+    """The fixed host ports a container (its inspect data) publishes, as ``[host_ip:]host_port``."""
+    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    out = []
+    for container_port in sorted(bindings):
+        for binding in bindings[container_port] or []:
+            host_port = (binding or {}).get("HostPort") or ""
+            if host_port and host_port != "0":
+                host_ip = binding.get("HostIp") or ""
+                out.append(f"{host_ip}:{host_port}" if host_ip else host_port)
+    return out
+
+
+def start_first_conflict(ports: list, what: str) -> str:
+    """Why ``start-first`` cannot run ``what`` beside the container it replaces; empty when it can."""
+    if not ports:
+        return ""
+    return (
+        f"update_order start-first runs {what} beside the container it replaces, but {what} publishes the fixed host"
+        f" port(s) {', '.join(ports)}, which only one container can hold at a time. Publish no fixed host port"
+        " (network_mode host with an application that shares its port through SO_REUSEPORT, or a reverse proxy"
+        " that reaches the containers on their network), or use update_order stop-first"
+    )
+
+
 # --------------------------------------------------------------------------- what runs, and the plan
 
 

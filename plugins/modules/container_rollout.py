@@ -24,6 +24,10 @@ description:
     one is stopped (within O(stop_timeout)) and the new one starts. The new container must then
     become healthy within O(health_timeout), by the probes of O(health), else by the image's C(HEALTHCHECK),
     else by still running after O(running_seconds).
+  - With O(update_order=start-first) the new container starts beside the old one, which keeps serving and is not
+    touched until the new one is healthy; then the names move and the old one is stopped and kept as
+    C(<name>-previous). Nothing goes without an answer, but both containers must be able to run at once (see
+    O(update_order)).
   - When the new container fails to start or to become healthy, its last O(log_lines) log lines are kept, it is
     removed, the previous container gets its name back and is started and checked, and the task fails. In a play
     with C(max_fail_percentage) or C(serial) that stops the rollout of the fleet.
@@ -94,7 +98,8 @@ options:
     description:
       - Published ports, each C([host_ip:][host_port:]container_port[/tcp|udp|sctp]), for example C(8080:80) or
         C(127.0.0.1:8080:80/tcp). Without a host port the engine chooses one.
-      - A host port is held by one container at a time, so the new container starts only after the old one stopped.
+      - A host port is held by one container at a time, so the new container starts only after the old one stopped;
+        a fixed host port cannot be used with O(update_order=start-first).
     type: list
     elements: str
     default: []
@@ -209,6 +214,24 @@ options:
       - Seconds the old container has to stop after C(SIGTERM) before it is killed. Short means short downtime.
     type: int
     default: 3
+  update_order:
+    description:
+      - How the old container makes way for the new one (the names of Docker Swarm's C(--update-order)).
+      - V(stop-first) stops the old container, then starts the new one. The application does not answer for the
+        engine's stop and start, and the new one may use the same fixed host ports (O(ports)).
+      - V(start-first) starts the new container while the old one still runs, and stops the old one only once the
+        new one is healthy; a new container that fails is removed and the old one was never stopped. Both run at
+        once for a while, so the new container may not publish a fixed host port (the task fails before it
+        changes anything). What makes it serve the same clients is up to the application, for example
+        O(network_mode=host) with a server that opens its port with C(SO_REUSEPORT) (both then accept
+        connections), or a reverse proxy that reaches the containers on a user-defined network.
+      - With V(start-first), a probe that connects to a shared port (O(health.http), O(health.tcp)) may be
+        answered by the old container; check the new one with O(health.command) (it runs inside the new
+        container) or the image's C(HEALTHCHECK).
+      - O(state=rolled_back) follows the same order.
+    type: str
+    choices: [stop-first, start-first]
+    default: stop-first
   log_lines:
     description:
       - How many of the failed container's last log lines the failure message and RV(logs) carry.
@@ -275,6 +298,15 @@ EXAMPLES = r"""
 - name: Report what changed
   ansible.builtin.debug:
     msg: "{{ rollout.platform }}: {{ rollout.digest_before }} -> {{ rollout.digest_after }} in {{ rollout.seconds }} s"
+
+- name: Start the new version beside the old one, which stops only once the new one is healthy
+  fleet.multiarch.container_rollout:
+    name: gateway
+    image: registry.example.net:5000/fleet/gateway:2.0
+    network_mode: host  # the gateway opens its port with SO_REUSEPORT, so both versions can listen
+    update_order: start-first
+    health:
+      command: [/gateway, --check]  # runs inside the new container
 
 - name: Go back to the previous deployment
   fleet.multiarch.container_rollout:
@@ -387,7 +419,10 @@ pull_seconds:
   returned: always
   type: float
 swap_seconds:
-  description: Seconds from stopping the old container to the new one running; 0 when nothing was swapped.
+  description:
+    - Seconds from stopping the old container to the new one running; 0 when nothing was swapped.
+    - With O(update_order=start-first), seconds from the new container healthy to the old one stopped (both
+      containers run during that time).
   returned: always
   type: float
 logs:
@@ -430,8 +465,10 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     registry_argument_spec,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
+    UPDATE_ORDERS,
     RolloutError,
     add_record,
+    bound_host_ports,
     combine_checks,
     command_probe_state,
     config_hash,
@@ -442,6 +479,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     desired_config,
     diff_view,
     docker_health,
+    fixed_host_ports,
     health_method,
     http_status_ok,
     image_name,
@@ -454,6 +492,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     parse_history,
     plan,
     previous_name,
+    start_first_conflict,
     wait_healthy,
 )
 
@@ -497,6 +536,11 @@ def resolve(client, ref, platform: str) -> tuple:
     return chosen.digest, chosen.platform_str
 
 
+def engine_failure(exc: EngineError) -> dict:
+    """The health of a container that the engine failed to start (or rename, or stop)."""
+    return {"status": "unhealthy", "detail": str(exc), "seconds": 0.0, "checks": 0, "method": "running"}
+
+
 def now_text() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -511,6 +555,7 @@ class Rollout:
         self.clock = clock
         self.sleep = sleep
         self.name = self.params["name"]
+        self.start_first = self.params.get("update_order") == "start-first"
         self.history_path = self.params.get("history_file") or os.path.join(HISTORY_DIR, f"{self.name}.json")
         self.started = clock()
         self.result = {
@@ -627,6 +672,20 @@ class Rollout:
         outcome["method"] = health_method(self.params.get("health"), has_hc)
         return outcome
 
+    def start_and_check(self, container) -> dict:
+        """Start ``container`` and observe it until it is healthy or not; an engine error is unhealthy."""
+        try:
+            self.engine.start(container)
+            return self.wait_health(container)
+        except EngineError as exc:
+            return engine_failure(exc)
+
+    def drop(self, name: str) -> None:
+        """Remove the container called ``name``, if there is one (a leftover of an interrupted run)."""
+        stale = self.engine.container(name)
+        if stale is not None:
+            self.engine.remove(stale)
+
     def restart_policy_of(self, attrs: dict) -> dict:
         policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
         return {"Name": policy.get("Name") or "no", "MaximumRetryCount": policy.get("MaximumRetryCount") or 0}
@@ -680,6 +739,10 @@ class Rollout:
         ref = parse_reference(params["image"])
         platform = self.device_platform()
         config = desired_config(params)
+        if self.start_first:
+            conflict = start_first_conflict(fixed_host_ports(config), "the new container")
+            if conflict:
+                raise RolloutError(conflict)
         chash = config_hash(config)
         client = ClientPool(params, ref.registry).get(ref.registry)
         digest, matched = resolve(client, ref, platform)
@@ -717,17 +780,15 @@ class Rollout:
         record = {"reference": str(ref), "digest": digest, "platform": platform, "config_hash": chash}
         if action == "start":
             self.start_again(current, record)
+        elif self.start_first and current is not None:
+            self.swap_start_first(current, cur, image, create_kwargs(config, labels), record)
         else:
             self.swap(current, cur, image, create_kwargs(config, labels), record)
         return self.finish()
 
     def start_again(self, container, record: dict) -> None:
         """The same deployment, stopped: start it and check it."""
-        try:
-            self.engine.start(container)
-            health = self.wait_health(container)
-        except EngineError as exc:
-            health = {"status": "unhealthy", "detail": str(exc), "seconds": 0.0, "checks": 0, "method": "running"}
+        health = self.start_and_check(container)
         self.result["health"] = health
         if health["status"] != "healthy":
             logs = log_tail(self.engine.logs(container, self.params["log_lines"]), self.params["log_lines"])
@@ -740,9 +801,7 @@ class Rollout:
     def swap(self, old, cur: dict | None, image: str, kwargs: dict, record: dict) -> None:
         """Create the new container, stop and rename the old one, start the new one, check; undo on failure."""
         engine, params = self.engine, self.params
-        stale = engine.container(next_name(self.name))
-        if stale is not None:
-            engine.remove(stale)
+        self.drop(next_name(self.name))
         new = engine.create(image, next_name(self.name), kwargs)
         old_policy = None
         kept = None
@@ -752,9 +811,7 @@ class Rollout:
             # The deployment kept until now waits aside: it is dropped only once the new one is healthy.
             kept = engine.container(previous_name(self.name))
             if kept is not None:
-                stale = engine.container(older_name(self.name))
-                if stale is not None:
-                    engine.remove(stale)
+                self.drop(older_name(self.name))
                 engine.rename(kept, older_name(self.name))
             engine.rename(old, previous_name(self.name))
         try:
@@ -770,7 +827,7 @@ class Rollout:
             self.result["swap_seconds"] = round(self.clock() - begin, 3)
             health = self.wait_health(new)
         except EngineError as exc:
-            health = {"status": "unhealthy", "detail": str(exc), "seconds": 0.0, "checks": 0, "method": "running"}
+            health = engine_failure(exc)
         self.result["health"] = health
         self.result["container"]["id"] = new.id
         if health["status"] == "healthy":
@@ -799,6 +856,38 @@ class Rollout:
         self.write(record, self.result["action"], "rolled_back" if old is not None else "failed", health, previous=cur)
         raise RolloutFailed(self.failure_message("deploying", record, health, logs, restored), self.result)
 
+    def swap_start_first(self, old, cur: dict | None, image: str, kwargs: dict, record: dict) -> None:
+        """Create and start the new container beside the old one; only once it is healthy, stop the old one.
+
+        The old container is not touched until then, so a new version that fails leaves it serving as it was.
+        """
+        engine, params = self.engine, self.params
+        self.drop(next_name(self.name))
+        new = engine.create(image, next_name(self.name), kwargs)
+        health = self.start_and_check(new)
+        self.result["health"] = health
+        if health["status"] != "healthy":
+            logs = log_tail(engine.logs(new, params["log_lines"]), params["log_lines"])
+            engine.remove(new)
+            self.result.update(logs=logs, digest_after=cur["digest"] if cur else "")
+            self.write(record, self.result["action"], "failed", health, previous=cur)
+            raise RolloutFailed(self.failure_message("deploying", record, health, logs, None, kept=old), self.result)
+        # Hand over: both serve while the names move; then the old one stops and is kept for rollback.
+        old_policy = self.restart_policy_of(old.attrs)
+        record["previous_restart_policy"] = old_policy
+        begin = self.clock()
+        kept = engine.container(previous_name(self.name))
+        if kept is not None:
+            engine.remove(kept)
+        engine.set_restart_policy(old, {"Name": "no"})
+        engine.rename(old, previous_name(self.name))
+        engine.rename(new, self.name)
+        engine.stop(old, params["stop_timeout"])
+        self.result["swap_seconds"] = round(self.clock() - begin, 3)
+        self.result["container"]["id"] = new.id
+        self.result["previous"] = self.previous_info()
+        self.write(record, self.result["action"], "ok", health, previous=cur)
+
     def promote(self, container, policy: dict | None) -> dict:
         """Give ``container`` the name back, restore its restart policy, start it, check it: its health."""
         try:
@@ -808,9 +897,11 @@ class Rollout:
             self.engine.start(container)
             return self.wait_health(container)
         except EngineError as exc:
-            return {"status": "unhealthy", "detail": str(exc), "seconds": 0.0, "checks": 0, "method": "running"}
+            return engine_failure(exc)
 
-    def failure_message(self, doing: str, record: dict, health: dict, logs: list, restored: dict | None) -> str:
+    def failure_message(
+        self, doing: str, record: dict, health: dict, logs: list, restored: dict | None, *, kept=None
+    ) -> str:
         what = {"healthy": "became healthy", "timeout": "did not become healthy in time"}.get(
             health["status"], "failed"
         )
@@ -818,7 +909,10 @@ class Rollout:
             f"{doing} {self.name} from {record['reference']} ({record['digest']} for {record['platform']}) failed:"
             f" the new container {what} ({health['detail']})."
         )
-        if restored is None:
+        if kept is not None:
+            state = "still runs" if deployment_of(kept.attrs)["running"] else "is as it was (stopped)"
+            msg += f" The container that ran before was not stopped (update_order start-first) and {state}."
+        elif restored is None:
             msg += " There was no previous container to restore."
         elif restored["status"] == "healthy":
             before = self.result["digest_after"] or "not deployed by this module"
@@ -887,6 +981,10 @@ class Rollout:
                 " nothing to roll back to; deploy the wanted image with state started instead"
             )
         target = deployment_of(prev.attrs)
+        if self.start_first and current is not None:
+            conflict = start_first_conflict(bound_host_ports(prev.attrs), f"the kept container {prev.name}")
+            if conflict:
+                raise RolloutError(conflict)
         self.result.update(
             changed=True,
             digest_after=target["digest"],
@@ -901,6 +999,8 @@ class Rollout:
         policy = target["restart_policy"] or (last or {}).get("previous_restart_policy")
         record = {"reference": target["reference"], "digest": target["digest"], "platform": target["platform"]}
         record["config_hash"] = target["config_hash"]
+        if self.start_first and current is not None:
+            return self.rollback_start_first(current, cur, prev, policy, record)
         begin = self.clock()
         swap_name = next_name(self.name)
         if current is not None:
@@ -924,6 +1024,38 @@ class Rollout:
             if logs:
                 msg += f" Last {len(logs)} log lines:\n" + "\n".join(logs)
             raise RolloutFailed(msg, self.result)
+        self.write(record, "rolled_back", "ok", health, previous=cur)
+        return self.finish()
+
+    def rollback_start_first(self, current, cur: dict, prev, policy: dict | None, record: dict) -> dict:
+        """Start the kept container beside the current one; only once it is healthy, stop the current one."""
+        engine, params = self.engine, self.params
+        self.drop(next_name(self.name))
+        health = self.start_and_check(prev)
+        self.result["health"] = health
+        if health["status"] != "healthy":
+            logs = log_tail(engine.logs(prev, params["log_lines"]), params["log_lines"])
+            engine.stop(prev, params["stop_timeout"])
+            self.result.update(logs=logs, digest_after=cur["digest"])
+            self.write(record, "rolled_back", "failed", health, previous=cur)
+            raise RolloutFailed(
+                f"rolling {self.name} back to {record['digest'] or prev.name} failed: {prev.name} is"
+                f" {health['status']} ({health['detail']}) and was stopped again; {self.name} was not stopped"
+                " (update_order start-first) and still runs."
+                + (f" Last {len(logs)} log lines:\n" + "\n".join(logs) if logs else ""),
+                self.result,
+            )
+        begin = self.clock()
+        engine.set_restart_policy(current, {"Name": "no"})
+        engine.rename(current, next_name(self.name))
+        engine.rename(prev, self.name)
+        if policy:
+            engine.set_restart_policy(prev, policy)
+        engine.stop(current, params["stop_timeout"])
+        engine.rename(current, previous_name(self.name))
+        self.result["swap_seconds"] = round(self.clock() - begin, 3)
+        self.result.update(rolled_back=True, container={"name": self.name, "id": prev.id})
+        self.result["previous"] = self.previous_info()
         self.write(record, "rolled_back", "ok", health, previous=cur)
         return self.finish()
 
@@ -975,6 +1107,7 @@ def main():
         "health_interval": {"type": "float", "default": 0.25},
         "running_seconds": {"type": "float", "default": 2},
         "stop_timeout": {"type": "int", "default": 3},
+        "update_order": {"type": "str", "choices": list(UPDATE_ORDERS), "default": "stop-first"},
         "log_lines": {"type": "int", "default": 20},
         "history_file": {"type": "path"},
         "history_size": {"type": "int", "default": 20},

@@ -8,6 +8,7 @@ The tests of one deployment build on each other, in file order: v1, v2, v3 (roll
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -24,7 +25,10 @@ APP = "fleet-test-rollout-app"
 ARM = "fleet-test-rollout-arm"
 MISSING = "fleet-test-rollout-missing"
 BENCH = "fleet-test-rollout-bench"
-NAMES = [n + s for n in (APP, ARM, MISSING, BENCH) for s in ("", "-previous", "-next", "-older")]
+SHARED_DIR = Path(__file__).parent / "apps" / "shared-port-app"
+SHARED = "fleet-test-rollout-shared"
+SHARED_FAIL = "fleet-test-rollout-shared-fail"
+NAMES = [n + s for n in (APP, ARM, MISSING, BENCH, SHARED, SHARED_FAIL) for s in ("", "-previous", "-next", "-older")]
 
 
 def free_port() -> int:
@@ -43,6 +47,13 @@ def remove_containers() -> None:
 def inspect(name: str) -> dict | None:
     proc = run(["docker", "inspect", "--type", "container", name], check=False)
     return json.loads(proc.stdout)[0] if proc.returncode == 0 else None
+
+
+def instant(text: str) -> str:
+    """An engine time stamp (RFC 3339, nanoseconds with trailing zeros dropped) that compares as text."""
+    stamp = text.rstrip("Z")
+    seconds, fraction = stamp.split(".", 1) if "." in stamp else (stamp, "")
+    return f"{seconds}.{fraction:0<9}"
 
 
 def get(port: int, path: str = "/") -> str:
@@ -364,3 +375,155 @@ def test_swap_downtime(app, capsys):
             f" docker pull && rm -f && run: {naive_outage:.3f} s"
         )
     assert module_outage < 5.0
+
+
+# ---- update_order start-first: the shared-port application (apps/shared-port-app: a static server that opens its
+# port with SO_REUSEPORT, on the host network), so that two versions listen at once.
+
+
+@pytest.fixture(scope="module")
+def shared_app(app, tmp_path_factory) -> dict:
+    """v1 and v2 of the shared-port application, compiled here (cc -static) and pushed for linux/amd64."""
+    ctx = tmp_path_factory.mktemp("shared-port-app")
+    shutil.copy(SHARED_DIR / "Dockerfile", ctx / "Dockerfile")
+    run(["cc", "-static", "-O2", "-Wall", "-Werror", "-o", str(ctx / "server"), str(SHARED_DIR / "server.c")])
+    repo = f"{app['registry']}/fleet-test/shared-port-app"
+    for version in ("v1", "v2"):
+        run(
+            [
+                "docker", "buildx", "build", "--builder", "default", "--platform", "linux/amd64",
+                "--build-arg", f"VERSION={version}",
+                "--output", f"type=image,name={repo}:{version},push=true", str(ctx),
+            ]
+        )  # fmt: skip
+    return {"repo": repo, "port": free_port(), "history": str(app["tmp"] / "shared.json")}
+
+
+def shared_args(shared: dict, version: str, **extra) -> dict:
+    args = {
+        "name": SHARED,
+        "image": f"{shared['repo']}:{version}",
+        "network_mode": "host",
+        "env": {"PORT": str(shared["port"])},
+        "update_order": "start-first",
+        "health": {"command": ["/server", "ready"]},  # inside the new container: a shared port would not tell
+        "health_interval": 0.05,
+        "stop_timeout": 5,
+        "history_file": shared["history"],
+    }
+    args.update(extra)
+    return args
+
+
+def test_start_first_refuses_a_fixed_host_port(app):
+    args = {**app_args(app, "v1", name=SHARED_FAIL), "update_order": "start-first"}
+    for check_mode in (True, False):
+        result = run_module(MODULE, args, check_mode=check_mode)
+        assert result["failed"] is True
+        assert "fixed host port(s) 127.0.0.1:" in result["msg"]
+        assert "update_order stop-first" in result["msg"]
+    assert inspect(SHARED_FAIL) is None
+    assert inspect(f"{SHARED_FAIL}-next") is None
+
+
+def test_start_first_swap_keeps_answering(shared_app):
+    port = shared_app["port"]
+    first = run_module(MODULE, shared_args(shared_app, "v1"))
+    assert first["failed"] is False, first.get("msg")
+    assert first["action"] == "create"
+    assert get(port) == "v1"
+    v1 = inspect(SHARED)
+    results = {}
+
+    def swap():
+        results["swap"] = run_module(MODULE, shared_args(shared_app, "v2"), diff=True)
+
+    swap_outage = measure(port, swap)
+    result = results["swap"]
+    assert result["failed"] is False, result.get("msg")
+    assert result["action"] == "replace"
+    assert result["health"]["method"] == "command"
+    assert get(port) == "v2"
+    new, old = inspect(SHARED), inspect(f"{SHARED}-previous")
+    assert old["Id"] == v1["Id"]
+    assert old["State"]["Running"] is False
+    assert old["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    # The old container stopped only after the new one had started: both ran at once.
+    assert instant(old["State"]["FinishedAt"]) > instant(new["State"]["StartedAt"])
+    assert result["previous"] == {"name": f"{SHARED}-previous", "digest": first["digest_after"]}
+    assert inspect(f"{SHARED}-next") is None
+    again = run_module(MODULE, shared_args(shared_app, "v2"))
+    assert again["changed"] is False
+    shared_app.update(v1=v1, v1_digest=first["digest_after"], v2=new, swap_outage=swap_outage, swap=result)
+
+
+def test_start_first_rollback_keeps_answering(shared_app, capsys):
+    port, v1, new, results = shared_app["port"], shared_app["v1"], shared_app["v2"], {}
+    rollback_args = {**shared_args(shared_app, "v1"), "state": "rolled_back"}
+    del rollback_args["image"]
+
+    def rollback():
+        results["rollback"] = run_module(MODULE, rollback_args)
+
+    rollback_outage = measure(port, rollback)
+    back = results["rollback"]
+    assert back["failed"] is False, back.get("msg")
+    assert back["rolled_back"] is True
+    assert back["digest_after"] == shared_app["v1_digest"]
+    assert get(port) == "v1"
+    assert inspect(SHARED)["Id"] == v1["Id"]
+    assert inspect(SHARED)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    kept = inspect(f"{SHARED}-previous")
+    assert kept["Id"] == new["Id"]
+    assert instant(kept["State"]["FinishedAt"]) > instant(inspect(SHARED)["State"]["StartedAt"])
+    assert inspect(f"{SHARED}-next") is None
+
+    # The reference on the same application and network: the naive update has a gap.
+    def naive():
+        run(["docker", "pull", "-q", f"{shared_app['repo']}:v2"])
+        run(["docker", "rm", "-f", SHARED])
+        run(
+            [
+                "docker", "run", "-d", "--name", SHARED, "--network", "host", "-e", f"PORT={port}",
+                f"{shared_app['repo']}:v2",
+            ]
+        )  # fmt: skip
+
+    naive_outage = measure(port, naive)
+    assert get(port) == "v2"
+    with capsys.disabled():
+        print(
+            f"\nstart-first: longest outage {shared_app['swap_outage']:.3f} s in the swap (hand-over"
+            f" {shared_app['swap']['swap_seconds']:.3f} s), {rollback_outage:.3f} s in the rollback;"
+            f" docker pull && rm -f && run: {naive_outage:.3f} s"
+        )
+    assert shared_app["swap_outage"] < 0.25
+    assert rollback_outage < 0.25
+    assert naive_outage > max(shared_app["swap_outage"], rollback_outage)
+
+
+def test_start_first_failure_never_stops_the_old_container(shared_app):
+    port = free_port()
+    args = {**shared_args(shared_app, "v1"), "name": SHARED_FAIL, "env": {"PORT": str(port)}}
+    first = run_module(MODULE, args)
+    assert first["failed"] is False, first.get("msg")
+    before = inspect(SHARED_FAIL)
+
+    # v2 itself is fine, but its health command cannot pass: it must be removed and v1 never stopped.
+    result = run_module(
+        MODULE,
+        {**args, "image": f"{shared_app['repo']}:v2", "health": {"command": ["/nonexistent"]}, "health_timeout": 5},
+    )
+    assert result["failed"] is True
+    assert result["rolled_back"] is False
+    assert "was not stopped (update_order start-first) and still runs" in result["msg"]
+    assert result["digest_after"] == first["digest_after"]
+    after = inspect(SHARED_FAIL)
+    assert after["Id"] == before["Id"]
+    assert after["State"]["StartedAt"] == before["State"]["StartedAt"]  # never stopped nor restarted
+    assert after["State"]["Running"] is True
+    assert inspect(f"{SHARED_FAIL}-next") is None
+    assert inspect(f"{SHARED_FAIL}-previous") is None
+    assert get(port) == "v1"
+    history = json.loads(Path(shared_app["history"]).read_text())["deployments"]
+    assert (history[-1]["container"], history[-1]["result"]) == (SHARED_FAIL, "failed")

@@ -494,3 +494,34 @@ def test_last_record_of_a_container():
     history = {"deployments": [{"container": "a", "n": 1}, {"container": "b", "n": 2}, {"container": "a", "n": 3}]}
     assert ro.last_record(history, "a")["n"] == 3
     assert ro.last_record(history, "c") is None
+
+
+# HostConfig.PortBindings of `docker create -p 127.0.0.1:18089:80 -p 18090:81 -p 82 -p 127.0.0.1::83
+# -p 18091:84/udp` (docker inspect, Engine 20.10).
+PORT_BINDINGS = {
+    "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18089"}],
+    "81/tcp": [{"HostIp": "", "HostPort": "18090"}],
+    "82/tcp": [{"HostIp": "", "HostPort": ""}],
+    "83/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
+    "84/udp": [{"HostIp": "", "HostPort": "18091"}],
+}
+
+
+def test_fixed_host_ports_of_the_options_and_of_a_container_agree():
+    config = ro.desired_config({"ports": ["127.0.0.1:18089:80", "18090:81", "82", "127.0.0.1::83", "18091:84/udp"]})
+    assert sorted(ro.fixed_host_ports(config)) == ["127.0.0.1:18089", "18090", "18091"]
+    assert ro.bound_host_ports({"HostConfig": {"PortBindings": PORT_BINDINGS}}) == ["127.0.0.1:18089", "18090", "18091"]
+
+
+def test_no_fixed_host_port_is_no_conflict():
+    assert ro.fixed_host_ports(ro.desired_config({"ports": ["80", "127.0.0.1::81"], "network_mode": "host"})) == []
+    assert ro.bound_host_ports({"HostConfig": {"PortBindings": None}}) == []
+    assert ro.bound_host_ports({}) == []
+    assert ro.start_first_conflict([], "the new container") == ""
+
+
+def test_start_first_conflict_names_the_ports_and_the_ways_out():
+    message = ro.start_first_conflict(["127.0.0.1:18089", "18090"], "the new container")
+    assert "the new container publishes the fixed host port(s) 127.0.0.1:18089, 18090" in message
+    assert "SO_REUSEPORT" in message
+    assert "update_order stop-first" in message

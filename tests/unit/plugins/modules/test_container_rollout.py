@@ -424,3 +424,69 @@ def test_tcp_probe_passes_on_a_listening_port_and_fails_on_a_closed_one():
     state, message = mod.Rollout._tcp_probe({"host": "127.0.0.1", "port": port})()
     assert state == "fail"
     assert message.startswith(f"TCP 127.0.0.1:{port}: ")
+
+
+def test_start_first_stops_the_old_container_only_once_the_new_one_is_healthy(engine, capsys, tmp_path):
+    old = engine.add("app", OLD_DIGEST)
+    engine.add("app-previous", "sha256:" + "8" * 64, running=False)
+    result = run_main(capsys, args_for(tmp_path, ports=[], network_mode="host", update_order="start-first"))
+    assert result["changed"] is True, result.get("msg")
+    writes = engine.writes()
+    assert writes[:3] == [
+        ("pull", f"{REPO}@{DIGESTS['linux/amd64']}", "linux/amd64"),
+        ("create", "app-next", f"{REPO}@{DIGESTS['linux/amd64']}"),
+        ("start", "app-next"),  # beside the old one, which still runs
+    ]
+    assert writes[3:] == [
+        ("remove", "app-previous"),
+        ("restart_policy", "app", "no"),
+        ("rename", "app", "app-previous"),
+        ("rename", "app-next", "app"),
+        ("stop", "app-previous", 3),
+    ]
+    assert engine.containers["app-previous"] is old
+    assert old.running is False
+    assert engine.containers["app"].running is True
+    assert result["previous"] == {"name": "app-previous", "digest": OLD_DIGEST}
+
+
+def test_start_first_failure_leaves_the_old_container_untouched(engine, capsys, tmp_path):
+    old = engine.add("app", OLD_DIGEST)
+    older = engine.add("app-previous", "sha256:" + "8" * 64, running=False)
+    engine.health_of_new = "unhealthy"
+    result = run_main(capsys, args_for(tmp_path, ports=[], update_order="start-first", log_lines=1))
+    assert result["failed"] is True
+    assert result["rolled_back"] is False
+    assert result["digest_after"] == OLD_DIGEST
+    assert "was not stopped (update_order start-first) and still runs" in result["msg"]
+    assert not [w for w in engine.writes() if w[1] in ("app", "app-previous")]
+    assert engine.containers == {"app": old, "app-previous": older}
+    assert old.running is True
+
+
+def test_start_first_refuses_a_fixed_host_port_before_anything(engine, capsys, tmp_path):
+    engine.add("app", OLD_DIGEST)
+    result = run_main(capsys, args_for(tmp_path, update_order="start-first"), check_mode=True)
+    assert result["failed"] is True
+    assert "publishes the fixed host port(s) 8080" in result["msg"]
+    assert engine.writes() == []
+
+
+def test_start_first_rollback_starts_the_kept_one_first(engine, capsys, tmp_path):
+    current = engine.add("app", OLD_DIGEST)
+    kept = engine.add("app-previous", "sha256:" + "8" * 64, running=False)
+    args = {"name": "app", "state": "rolled_back", "update_order": "start-first"}
+    result = run_main(capsys, {**args, "history_file": str(tmp_path / "history.json")})
+    assert result["changed"] is True, result.get("msg")
+    assert engine.writes() == [
+        ("start", "app-previous"),
+        ("restart_policy", "app", "no"),
+        ("rename", "app", "app-next"),
+        ("rename", "app-previous", "app"),
+        ("restart_policy", "app", "always"),
+        ("stop", "app-next", 3),
+        ("rename", "app-next", "app-previous"),
+    ]
+    assert engine.containers == {"app": kept, "app-previous": current}
+    assert kept.running is True
+    assert current.running is False
