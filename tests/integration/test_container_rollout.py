@@ -338,6 +338,13 @@ def measure(port: int, action) -> float:
     return longest_outage(samples)
 
 
+def naive_update(name: str, image: str, *options: str) -> None:
+    """The reference update, as a user runs it: docker pull && docker rm -f && docker run."""
+    run(["docker", "pull", "-q", image])
+    run(["docker", "rm", "-f", name])
+    run(["docker", "run", "-d", "--name", name, *options, image])
+
+
 def test_swap_downtime(app, capsys):
     port = free_port()
     base = {
@@ -360,12 +367,7 @@ def test_swap_downtime(app, capsys):
     assert get(port) == "v2"
 
     # The reference: docker pull && docker rm -f && docker run, the image already present as for the module.
-    def naive():
-        run(["docker", "pull", "-q", f"{app['repo']}:v1"])
-        run(["docker", "rm", "-f", BENCH])
-        run(["docker", "run", "-d", "--name", BENCH, "-p", f"127.0.0.1:{port}:8080", f"{app['repo']}:v1"])
-
-    naive_outage = measure(port, naive)
+    naive_outage = measure(port, lambda: naive_update(BENCH, f"{app['repo']}:v1", "-p", f"127.0.0.1:{port}:8080"))
     assert get(port) == "v1"
     with capsys.disabled():
         print(
@@ -479,17 +481,9 @@ def test_start_first_rollback_keeps_answering(shared_app, capsys):
     assert inspect(f"{SHARED}-next") is None
 
     # The reference on the same application and network: the naive update has a gap.
-    def naive():
-        run(["docker", "pull", "-q", f"{shared_app['repo']}:v2"])
-        run(["docker", "rm", "-f", SHARED])
-        run(
-            [
-                "docker", "run", "-d", "--name", SHARED, "--network", "host", "-e", f"PORT={port}",
-                f"{shared_app['repo']}:v2",
-            ]
-        )  # fmt: skip
-
-    naive_outage = measure(port, naive)
+    naive_outage = measure(
+        port, lambda: naive_update(SHARED, f"{shared_app['repo']}:v2", "--network", "host", "-e", f"PORT={port}")
+    )
     assert get(port) == "v2"
     with capsys.disabled():
         print(
