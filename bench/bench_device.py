@@ -66,7 +66,7 @@ def rollout_args(ref: str, name: str, port: int, order: str) -> dict:
     }
 
 
-def rollout_update(guest: str, ref: str, name: str, port: int, order: str = "start-first") -> dict:
+def rollout_update(guest: str, ref: str, name: str, port: int, order: str) -> dict:
     """The update as a user runs it; returns the module's own timings (pull, swap, health)."""
     with tempfile.TemporaryDirectory() as tmp:
         timer = f"{tmp}/timer.jsonl"
@@ -196,8 +196,18 @@ def load_trials(repetitions: int) -> dict:
             f.down()
 
 
+def rounds(data: dict, size: str, side: str) -> list:
+    """The timed updates (not the warm-up) of one side for one image size."""
+    return [t for t in data["trials"] if t["size"] == size and t["side"] == side and t["round"] >= 0]
+
+
 def timed_rounds(data: dict, size: str, side: str, key: str) -> list:
-    return [t[key] for t in data["trials"] if t["size"] == size and t["side"] == side and t["round"] >= 0]
+    return [t[key] for t in rounds(data, size, side)]
+
+
+def failed_text(counts: list) -> str:
+    low, high = min(counts), max(counts)
+    return f"{low} failed requests" if low == high else f"{low}-{high} failed requests"
 
 
 def downtime(data: dict) -> None:
@@ -209,11 +219,14 @@ def downtime(data: dict) -> None:
     for size in sizes:
         stats = {side: b.summary(timed_rounds(data, size, side, "downtime_seconds")) for side in SIDES}
         updates = {side: b.summary(timed_rounds(data, size, side, "update_seconds")) for side in SIDES}
+        # Requests that got no answer at all (refused, reset, timed out), per update: 0 means always served.
+        failed = {side: [t["poller"]["failed"] for t in rounds(data, size, side)] for side in SIDES}
         naive = stats["naive"]["median"]
         ratios = {side: naive / max(stats[side]["median"], 1e-6) for side in ORDERS}
         figures[size] = {
             "downtime_seconds": stats,
             "update_seconds": updates,
+            "failed_requests": failed,
             "ratio_naive_over_rollout": round(ratios["rollout"], 2),
             "ratio_naive_over_stop_first": round(ratios["stop-first"], 2),
         }
@@ -223,12 +236,16 @@ def downtime(data: dict) -> None:
         )
         image = next(t["image_bytes"] for t in data["trials"] if t["size"] == size)
         what = f"{size} image ({image / 1e6:.0f} MB compressed, new layers pulled each time)"
-        naive_text = f"pull && rm -f && run: {naive:.2f} s (update {updates['naive']['median']:.0f} s)"
+        naive_text = (
+            f"pull && rm -f && run: {naive:.2f} s, {failed_text(failed['naive'])}"
+            f" (update {updates['naive']['median']:.0f} s)"
+        )
         for side, order in ORDERS.items():
             rows.append(
                 b.row(
                     f"{what}, {order}",
-                    f"container_rollout {order}: {stats[side]['median']:.2f} s without answer"
+                    f"container_rollout {order}: {stats[side]['median']:.2f} s without answer,"
+                    f" {failed_text(failed[side])}"
                     f" (update {updates[side]['median']:.0f} s)",
                     naive_text,
                     f"naive/rollout {ratios[side]:.1f}x" + (" (target >= 3x)" if side == "rollout" else " (reported)"),
@@ -272,7 +289,7 @@ def downtime(data: dict) -> None:
 def bytes_pulled(data: dict) -> None:
     figures = {}
     for side in SIDES:
-        trials = [t for t in data["trials"] if t["size"] == "small" and t["side"] == side and t["round"] >= 0]
+        trials = rounds(data, "small", side)
         ratios = [t["registry_bytes"]["total"] / t["app_layer_bytes"] for t in trials]
         eth = [t["eth0_rx_bytes"] / t["app_layer_bytes"] for t in trials]
         figures[side] = {
