@@ -10,9 +10,9 @@
 # The recipe ID is a sha256 over everything that shapes the images: roles/device/** (not its README), the playbook
 # playbooks/device.yml, the variables below, the collection's modules the role calls (device_facts, daemon_json)
 # and the module_utils they import, and the base images' recipes. When `scripts/fleet.sh provisioned-recipe ARCH`
-# prints that ID for arm64 and armhf, nothing is done. Otherwise one arm64 and one armhf guest boot from the base images in a private state
-# dir (FLEET_PROVISION_STATE, ports from FLEET_PROVISION_PORT_BASE), the playbook runs on them, and
-# `scripts/fleet.sh snapshot-provisioned --recipe ID` keeps their disks in the shared image cache.
+# prints that ID for arm64 and armhf, nothing is done. Otherwise one arm64 and one armhf guest boot from the base
+# images in a private state dir (FLEET_PROVISION_STATE, ports from FLEET_PROVISION_PORT_BASE), the playbook runs
+# on them, and `scripts/fleet.sh snapshot-provisioned --recipe ID` keeps their disks in the shared image cache.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -231,13 +231,13 @@ def create_kwargs(config: dict, labels: dict) -> dict:
 UPDATE_ORDERS = ("stop-first", "start-first")
 
 
+def _host_port_text(host_ip: str, host_port: str) -> str:
+    return f"{host_ip}:{host_port}" if host_ip else host_port
+
+
 def fixed_host_ports(config: dict) -> list:
     """The ports of a :func:`desired_config` that publish a fixed host port, as ``[host_ip:]host_port``."""
-    out = []
-    for port in config["ports"]:
-        if port["host_port"]:
-            out.append(f"{port['host_ip']}:{port['host_port']}" if port["host_ip"] else port["host_port"])
-    return out
+    return [_host_port_text(p["host_ip"], p["host_port"]) for p in config["ports"] if p["host_port"]]
 
 
 def bound_host_ports(attrs: dict) -> list:
@@ -248,8 +248,7 @@ def bound_host_ports(attrs: dict) -> list:
         for binding in bindings[container_port] or []:
             host_port = (binding or {}).get("HostPort") or ""
             if host_port and host_port != "0":
-                host_ip = binding.get("HostIp") or ""
-                out.append(f"{host_ip}:{host_port}" if host_ip else host_port)
+                out.append(_host_port_text(binding.get("HostIp") or "", host_port))
     return out
 
 

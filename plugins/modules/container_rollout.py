@@ -876,9 +876,7 @@ class Rollout:
         old_policy = self.restart_policy_of(old.attrs)
         record["previous_restart_policy"] = old_policy
         begin = self.clock()
-        kept = engine.container(previous_name(self.name))
-        if kept is not None:
-            engine.remove(kept)
+        self.drop(previous_name(self.name))
         engine.set_restart_policy(old, {"Name": "no"})
         engine.rename(old, previous_name(self.name))
         engine.rename(new, self.name)
