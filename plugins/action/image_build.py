@@ -30,7 +30,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     ImageBuilder,
     image_build_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import HAS_REQUESTS, ClientPool, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, parse_reference
 from ansible_collections.fleet.multiarch.plugins.plugin_utils._controller_module import ControllerModule
 
 
@@ -61,7 +61,7 @@ class ActionModule(ActionBase):
 
     def answer_here(self):
         """The module's result for an unchanged release (any result in check mode), from this process; else None."""
-        if not HAS_REQUESTS or not self.on_controller():
+        if not self.on_controller():
             return None
         validated = ArgumentSpecValidator(image_build_argument_spec(), required_together=REQUIRED_TOGETHER).validate(
             self._task.args

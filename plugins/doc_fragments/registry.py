@@ -35,6 +35,8 @@ options:
   ca_cert:
     description:
       - A PEM file with the CA certificate(s) that signed the registry's (and its token server's) certificate.
+      - Without it the system's CA store is used (or C(REQUESTS_CA_BUNDLE), C(CURL_CA_BUNDLE), or OpenSSL's
+        C(SSL_CERT_FILE) from the environment).
     type: path
   insecure_registries:
     description:
@@ -53,6 +55,9 @@ options:
 notes:
   - Talks to registries directly over the OCI distribution API and the Docker Registry HTTP API v2; neither Docker
     nor any other CLI is needed on the host that runs the module.
-requirements:
-  - requests
+  - The registry HTTP is Python's standard library (C(http.client), C(ssl)) with keep-alive connections; no
+    third-party Python library is needed for it.
+  - Proxies come from the environment of the module (C(HTTPS_PROXY), C(HTTP_PROXY), C(ALL_PROXY), C(NO_PROXY), either
+    case), for example through the task's C(environment). A proxy is given as C(http://[user:password@]host:port);
+    HTTPS goes through it with C(CONNECT).
 """

@@ -11,34 +11,29 @@ Docker ``config.json``, TLS and the plain-HTTP fallback for insecure registries,
 backoff, the media types and Accept headers, and a digest check on every manifest and blob read.
 
 The parsing functions are pure and unit-tested; :class:`RegistryClient` is the only code that
-talks HTTP. It keeps one ``requests.Session`` per registry and is safe to share between threads.
+talks HTTP, through :class:`Transport`: HTTP/1.1 with keep-alive on the standard library's ``http.client``
+and ``ssl``, so the modules need no third-party Python library. Both are safe to share between threads.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import ipaddress
 import json
 import os
 import re
+import select
 import socket
 import ssl
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
-
-try:
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - depends on the target's Python
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = _exc
 
 # Media types (OCI image spec v1 and Docker image manifest v2 schema 2).
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -55,7 +50,7 @@ MANIFEST_TYPES = INDEX_TYPES + IMAGE_TYPES
 # Indexes first: a registry that stores an index returns it instead of choosing a platform for us.
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 
-USER_AGENT = "fleet.multiarch (python-requests)"
+USER_AGENT = "fleet.multiarch"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 DEFAULT_TIMEOUT = 30
 DEFAULT_RETRIES = 3
@@ -427,6 +422,253 @@ def describe_failure(status: int, body: bytes, what: str, registry: str, authent
     return f"{what}: {registry} answered HTTP {status} ({said})"
 
 
+# --------------------------------------------------------------------------- HTTP transport
+
+
+class TransportError(Exception):
+    """No HTTP answer: the connection failed, timed out, or was cut (``ConnectError``), or TLS failed
+    (``TlsError``)."""
+
+
+class ConnectError(TransportError):
+    """Cannot connect, the connection was cut, or no answer within the timeout."""
+
+
+class TlsError(TransportError):
+    """The TLS handshake failed; ``certificate`` when the peer's certificate was refused."""
+
+    def __init__(self, msg: str, certificate: bool = False):
+        super().__init__(msg)
+        self.certificate = certificate
+
+
+@dataclass
+class Response:
+    """One HTTP answer: ``headers`` is an ``http.client.HTTPMessage`` (``get`` ignores the case)."""
+
+    status_code: int
+    headers: object
+    content: bytes
+    url: str = ""
+
+
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+
+
+def _origin(url: str) -> tuple:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def redirect_request(method: str, status: int, url: str, location: str, headers: dict) -> tuple:
+    """``(method, url, headers, keep_body)`` for the request that follows a redirect.
+
+    303 (and 301/302 after a POST) become a GET without body, as browsers and requests do. Credentials are
+    never sent to another origin: a registry that redirects a blob download to object storage must not
+    hand the storage its token.
+    """
+    target = urljoin(url, location)
+    headers = dict(headers)
+    keep_body = True
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, keep_body = "GET", False
+        headers.pop("Content-Type", None)
+    if _origin(target) != _origin(url):
+        headers.pop("Authorization", None)
+    return method, target, headers, keep_body
+
+
+def proxy_headers(proxy_url: str) -> dict:
+    """``Proxy-Authorization`` for a proxy URL with ``user:password@`` in it."""
+    parts = urlsplit(proxy_url)
+    if parts.username is None:
+        return {}
+    raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+def tls_context(verify) -> ssl.SSLContext:
+    """``verify``: True (the system's CA store), a CA bundle file or directory, or False (no verification)."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return ssl.create_default_context()
+
+
+class Transport:
+    """HTTP/1.1 over ``http.client`` with keep-alive: idle connections are kept per origin and taken by whichever
+    thread sends next (up to ``MAX_IDLE`` per origin), until the server closes them.
+
+    It does what the registry client needs and no more: TLS verified against the system's CA store or a
+    given bundle (each context built once), proxies from the environment (``http://`` proxies; HTTPS goes
+    through a ``CONNECT`` tunnel), redirects (credentials stay with their origin), form and query
+    parameters, Basic credentials for token servers. An idle connection the server has closed is noticed
+    before it is reused; a request cut on a reused connection is sent again once on a new connection.
+    """
+
+    MAX_IDLE = 16
+
+    def __init__(self, user_agent: str = USER_AGENT):
+        self.user_agent = user_agent
+        self._idle = {}  # key -> [connection]
+        self._contexts = {}
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict | None = None,
+        data=None,
+        params=None,
+        auth: tuple | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        verify=True,
+        proxies: dict | None = None,
+    ) -> Response:
+        headers = {"User-Agent": self.user_agent, **(headers or {})}
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        if isinstance(data, dict):
+            data = urlencode(data).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if auth:
+            raw = f"{auth[0]}:{auth[1]}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        for _hop in range(MAX_REDIRECTS + 1):
+            resp = self._send(method, url, headers, data, (timeout, verify, proxies or {}))
+            location = resp.headers.get("Location")
+            if resp.status_code not in REDIRECT_STATUSES or not location:
+                return resp
+            method, url, headers, keep_body = redirect_request(method, resp.status_code, url, location, headers)
+            if not keep_body:
+                data = None
+        raise ConnectError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
+
+    def _send(self, method: str, url: str, headers: dict, body, options: tuple) -> Response:
+        timeout, verify, proxies = options
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectError(f"cannot send a request to {url!r}: not an http(s) URL")
+        proxy = proxies.get(parts.scheme) or proxies.get("all") or ""
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if proxy and parts.scheme == "http":
+            target = url.split("#", 1)[0]
+            headers = {**headers, **proxy_headers(proxy)}
+        key = (*_origin(url), proxy, verify if isinstance(verify, str) else bool(verify))
+        for attempt in range(2):
+            conn, reused = self._checkout(key, parts, proxy, timeout, verify)
+            # A reused connection the server closed before answering (its keep-alive ran out as the request left):
+            # send it again once on a new one. Every request of this client may be repeated; a second upload
+            # POST opens a session that expires unused.
+            resend = reused and attempt == 0
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                answer = conn.getresponse()
+                content = answer.read()
+            except ssl.SSLError as exc:
+                conn.close()
+                if resend and isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+                    continue
+                certificate = isinstance(exc, ssl.SSLCertVerificationError)
+                raise TlsError(f"{exc.__class__.__name__}: {exc}", certificate) from None
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if resend and isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+                    continue
+                raise ConnectError(f"{exc.__class__.__name__}: {exc}") from None
+            if answer.will_close:
+                conn.close()
+            else:
+                self._checkin(key, conn)
+            return Response(answer.status, answer.headers, content, url)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _checkout(self, key, parts, proxy, timeout, verify) -> tuple:
+        """``(connection, reused)``: an idle connection to the same origin (and proxy and TLS settings), else a new
+        one, which connects when the request is sent."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                break
+            if conn.sock is not None and not _dropped(conn.sock):
+                conn.timeout = timeout
+                conn.sock.settimeout(timeout)
+                return conn, True
+            conn.close()
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        connect_host, connect_port = host, port
+        if proxy:
+            proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            if proxy_parts.scheme != "http":
+                raise ConnectError(
+                    f"the proxy {proxy_parts.scheme}://{proxy_parts.hostname} is not supported: give an http:// proxy"
+                )
+            connect_host, connect_port = proxy_parts.hostname, proxy_parts.port or 80
+        if parts.scheme == "https":
+            context = self._context(verify)
+            conn = http.client.HTTPSConnection(connect_host, connect_port, timeout=timeout, context=context)
+            if proxy:
+                conn.set_tunnel(host, port, headers=proxy_headers(proxy))
+        else:
+            conn = http.client.HTTPConnection(connect_host, connect_port, timeout=timeout)
+        return conn, False
+
+    def _checkin(self, key, conn) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.MAX_IDLE:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def _context(self, verify) -> ssl.SSLContext:
+        cache_key = verify if isinstance(verify, str) else bool(verify)
+        with self._lock:
+            context = self._contexts.get(cache_key)
+            if context is None:
+                try:
+                    context = tls_context(verify)
+                except (OSError, ssl.SSLError) as exc:
+                    # certificate: no fallback to plain HTTP for a CA file that is missing or broken
+                    raise TlsError(f"cannot load the CA certificates {verify!r}: {exc}", certificate=True) from None
+                self._contexts[cache_key] = context
+            return context
+
+
+def _dropped(sock) -> bool:
+    """An idle keep-alive connection that reads as ready has been closed by the server (or has junk)."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
+def parse_link_next(header: str) -> str:
+    """The URL of ``rel="next"`` in a ``Link`` header (tag list pagination), or ""."""
+    for part in header.split(","):
+        url, _sep, params = part.partition(";")
+        url = url.strip()
+        if not (url.startswith("<") and url.endswith(">")):
+            continue
+        rels = [p.strip().split("=", 1) for p in params.split(";") if "=" in p]
+        if any(name.strip().lower() == "rel" and "next" in value.strip().strip('"').split() for name, value in rels):
+            return url[1:-1]
+    return ""
+
+
 # --------------------------------------------------------------------------- the client
 
 
@@ -487,15 +729,13 @@ class RegistryClient:
         clock=time.monotonic,
         probe=None,
     ):
-        if not HAS_REQUESTS and session is None:  # pragma: no cover - checked by the modules first
-            raise RegistryError("the Python library requests is required to talk to registries")
         self.registry = registry
         self.credentials = credentials or Credentials()
         self.verify = (ca_cert or environ_ca_bundle() or True) if validate_certs else False
         self.insecure = insecure or is_loopback(registry)
         self.timeout = timeout
         self.retries = max(0, int(retries))
-        self.session = session if session is not None else self._new_session()
+        self.session = session if session is not None else Transport()
         self.proxies = environ_proxies(f"https://{registry}/")
         self._sleep = sleep
         self._clock = clock
@@ -507,18 +747,6 @@ class RegistryClient:
         self._bearer = {}  # realm, service
         self._tokens = []  # [(scopes tuple, token, expiry)]
 
-    @staticmethod
-    def _new_session():
-        session = requests.Session()
-        # The environment (proxies, CA bundle) is read once per client instead: with trust_env, requests scans
-        # os.environ for proxies and looks for ~/.netrc on every request, about a third of its cost per request.
-        session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers["User-Agent"] = USER_AGENT
-        return session
-
     # ---- URLs and authentication
 
     def url(self, path: str) -> str:
@@ -527,8 +755,8 @@ class RegistryClient:
         return f"{self._scheme}://{self.registry}/v2/{path.lstrip('/')}"
 
     def _detect_scheme(self) -> None:
-        """For an insecure registry: does it speak TLS? A bare handshake answers in a millisecond, where a
-        failed HTTPS request through requests costs tens (it loads the CA bundle first)."""
+        """For an insecure registry: does it speak TLS? A bare handshake answers in a millisecond, before any
+        request (and before the CA store is loaded)."""
         with self._lock:
             if self._scheme_known:
                 return
@@ -578,13 +806,14 @@ class RegistryClient:
                     "service": service,
                     "scope": " ".join(scopes),
                 }
-                resp = self.session.post(
-                    realm, data=form, timeout=self.timeout, verify=self.verify, proxies=environ_proxies(realm)
+                resp = self.session.request(
+                    "POST", realm, data=form, timeout=self.timeout, verify=self.verify, proxies=environ_proxies(realm)
                 )
             else:
                 params = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
                 auth = (creds.username, creds.password) if creds else None
-                resp = self.session.get(
+                resp = self.session.request(
+                    "GET",
                     realm,
                     params=params,
                     auth=auth,
@@ -592,10 +821,8 @@ class RegistryClient:
                     verify=self.verify,
                     proxies=environ_proxies(realm),
                 )
-        except requests.exceptions.RequestException as exc:
-            raise RegistryError(
-                f"cannot reach the token server {realm} of {self.registry}: {exc.__class__.__name__}: {exc}"
-            ) from None
+        except TransportError as exc:
+            raise RegistryError(f"cannot reach the token server {realm} of {self.registry}: {exc}") from None
         if resp.status_code in (401, 403):
             who = f"user {creds.username!r}" if creds.username else "anonymous access"
             raise RegistryError(
@@ -666,16 +893,16 @@ class RegistryClient:
                     proxies=self.proxies,
                     **kwargs,
                 )
-            except requests.exceptions.SSLError as exc:
+            except TlsError as exc:
                 # A certificate problem means the registry does speak TLS: never fall back to HTTP then.
-                if not _is_certificate_error(exc) and self._try_plain_http(target, url):
+                if not exc.certificate and self._try_plain_http(target, url):
                     first_error = exc
                     continue
                 raise RegistryError(
                     f"{what}: TLS with {self.registry} failed: {exc}; give ca_cert with the registry's CA"
                     " (or validate_certs: false), or mark it in insecure_registries when it speaks plain HTTP"
                 ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except ConnectError as exc:
                 if self._try_plain_http(target, url):
                     first_error = exc
                     continue
@@ -683,13 +910,11 @@ class RegistryClient:
                     self._sleep(BACKOFF_SECONDS * (2**attempt))
                     attempt += 1
                     continue
-                extra = f" (over HTTPS first: {first_error.__class__.__name__})" if first_error else ""
+                extra = f" (over HTTPS first: {first_error})" if first_error else ""
                 raise RegistryError(
                     f"{what}: cannot reach {self.registry} after {attempt + 1} attempts: "
-                    f"{exc.__class__.__name__}: {exc}{extra}; check the address and that the registry runs"
+                    f"{exc}{extra}; check the address and that the registry runs"
                 ) from None
-            except requests.exceptions.RequestException as exc:
-                raise RegistryError(f"{what}: request to {self.registry} failed: {exc}") from None
             self._scheme_known = True
             if resp.status_code == 401 and not challenged and resp.headers.get("WWW-Authenticate"):
                 challenged = True
@@ -824,11 +1049,16 @@ class RegistryClient:
             )
             if resp.status_code == 404:
                 return tags
-            tags.extend(resp.json().get("tags") or [])
-            link = resp.links.get("next", {}).get("url")
+            try:
+                page = json.loads(resp.content)
+            except ValueError:
+                what = f"listing the tags of {self.registry}/{repository}"
+                raise RegistryError(f"{what}: the registry returned a body that is not JSON") from None
+            tags.extend((page.get("tags") if isinstance(page, dict) else None) or [])
+            link = parse_link_next(resp.headers.get("Link") or "")
             if not link:
                 return tags
-            url = requests.compat.urljoin(self.url(""), link)
+            url = urljoin(self.url(""), link)
 
     # ---- blobs
 
@@ -888,7 +1118,7 @@ class RegistryClient:
         location = resp.headers.get("Location", "")
         if not location:
             raise RegistryError(f"{self.registry} opened a blob upload without a Location header")
-        return requests.compat.urljoin(self.url(""), location)
+        return urljoin(self.url(""), location)
 
 
 def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, digest: str) -> None:
@@ -920,15 +1150,25 @@ def copy_manifest_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient,
     parallel(lambda digest: copy_blob(src, src_repo, dst, dst_repo, digest), digests)
 
 
-def environ_proxies(url: str) -> dict:
-    """The proxies the environment (``HTTPS_PROXY``, ``NO_PROXY`` ...) gives for ``url``, as requests reads them."""
-    if not HAS_REQUESTS:  # pragma: no cover - checked by the modules first
+def environ_proxies(url: str, environ=None) -> dict:
+    """The proxies the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``; the lower-case
+    name wins) gives for ``url``: ``{scheme: proxy URL}``, empty when ``NO_PROXY`` covers its host."""
+    env = os.environ if environ is None else environ
+    found = {}
+    for name, value in env.items():
+        low = name.lower()
+        if value and low.endswith("_proxy") and (low not in found or name == low):
+            found[low] = value
+    proxies = {name[: -len("_proxy")]: value for name, value in found.items()}
+    if not proxies or urllib.request.proxy_bypass_environment(urlsplit(url).netloc.rsplit("@", 1)[-1], proxies):
         return {}
-    return requests.utils.get_environ_proxies(url)
+    proxies.pop("no", None)
+    return proxies
 
 
 def environ_ca_bundle() -> str:
-    """The CA bundle requests takes from the environment (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``)."""
+    """A CA bundle from the environment (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``), as requests and curl
+    read it; OpenSSL itself reads ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
 
 
@@ -955,7 +1195,7 @@ def speaks_tls(host: str, port: int, timeout: float):
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only "does it speak TLS?"; requests does the verified connection
+    context.verify_mode = ssl.CERT_NONE  # only "does it speak TLS?"; the transport makes the verified connection
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             with context.wrap_socket(sock, server_hostname=host):
@@ -967,11 +1207,6 @@ def speaks_tls(host: str, port: int, timeout: float):
         return None
     except OSError:
         return None
-
-
-def _is_certificate_error(exc) -> bool:
-    text = str(exc).lower()
-    return "certificate" in text or "hostname" in text
 
 
 def _sep(ref: str) -> str:

@@ -457,8 +457,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._engine import (
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError, describe, match_platform
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
     ClientPool,
     RegistryError,
     parse_reference,
@@ -496,8 +494,14 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     wait_healthy,
 )
 
-if HAS_REQUESTS:
-    import requests
+try:
+    import requests  # for the HTTP health check; the Docker SDK needs it anyway
+
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - depends on the device's Python
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = _exc
 
 HISTORY_DIR = "/var/lib/fleet-multiarch/rollout"
 PROBE_TIMEOUT = 2.0

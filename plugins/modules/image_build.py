@@ -236,7 +236,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    description: Runs where the docker CLI with the buildx plugin and Python C(requests) are installed.
+    description: Runs where the docker CLI with the buildx plugin is installed.
 seealso:
   - module: fleet.multiarch.buildx_builder
   - module: fleet.multiarch.manifest
@@ -364,7 +364,7 @@ log_tail:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
@@ -376,8 +376,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
     ClientPool,
     RegistryError,
     parse_reference,
@@ -390,8 +388,6 @@ def main():
         required_together=REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     builder = None
     try:
         primary = parse_reference(module.params["tags"][0]) if module.params["tags"] else None

@@ -88,7 +88,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    description: Runs wherever Python and C(requests) run; no Docker needed.
+    description: Runs wherever Python runs; no Docker and no third-party Python library needed.
 seealso:
   - module: fleet.multiarch.manifest_info
 """
@@ -183,7 +183,7 @@ copied:
 import json
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
@@ -201,9 +201,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    HAS_REQUESTS,
     INDEX_TYPES,
-    REQUESTS_IMPORT_ERROR,
     ClientPool,
     RegistryError,
     compute_digest,
@@ -427,8 +425,6 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     try:
         target = parse_reference(module.params["name"])
         pool = ClientPool(module.params, target.registry)

@@ -52,7 +52,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    description: Runs wherever Python and C(requests) run; no Docker needed.
+    description: Runs wherever Python runs; no Docker and no third-party Python library needed.
 seealso:
   - module: fleet.multiarch.manifest
 """
@@ -166,7 +166,7 @@ manifest:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
@@ -175,8 +175,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
     ClientPool,
     RegistryError,
     parse_reference,
@@ -232,8 +230,6 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     params = module.params
     try:
         ref = parse_reference(params["name"])

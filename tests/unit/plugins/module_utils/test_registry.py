@@ -8,15 +8,16 @@ against the registries themselves.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import http.server
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import requests
-from requests.structures import CaseInsensitiveDict
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 
@@ -330,13 +331,11 @@ def test_parse_token_response_refuses(body):
 # --------------------------------------------------------------------------- the client over a stub session
 
 
-def response(status: int, body: bytes = b"", headers: dict | None = None, url: str = "") -> requests.Response:
-    resp = requests.Response()
-    resp.status_code = status
-    resp._content = body
-    resp.headers = CaseInsensitiveDict(headers or {})
-    resp.url = url
-    return resp
+def response(status: int, body: bytes = b"", headers: dict | None = None, url: str = "") -> reg.Response:
+    message = http.client.HTTPMessage()
+    for key, value in (headers or {}).items():
+        message[key] = value
+    return reg.Response(status, message, body, url)
 
 
 class StubSession:
@@ -403,7 +402,12 @@ def test_get_blob_verifies_digest():
 
 def test_retries_5xx_and_connection_errors_with_backoff():
     cli, session, sleeps = client(
-        [response(503), requests.exceptions.ConnectionError("reset"), response(502), index_response()]
+        [
+            response(503),
+            reg.ConnectError("ConnectionResetError: [Errno 104] Connection reset by peer"),
+            response(502),
+            index_response(),
+        ]
     )
     # the first answer fixed the scheme (HTTPS), so a later connection error is retried, not a fallback
     assert cli.get_manifest("library/busybox", "latest").digest == INDEX_DIGEST
@@ -420,7 +424,7 @@ def test_retry_after_is_honoured():
 
 def test_gives_up_after_retries():
     # 192.0.2.10 (a documentation address) is not loopback, so no plain-HTTP attempt; the stub sends nothing.
-    cli, session, sleeps = client([requests.exceptions.ConnectTimeout("slow")] * 4, registry="192.0.2.10:5000")
+    cli, session, sleeps = client([reg.ConnectError("TimeoutError: timed out")] * 4, registry="192.0.2.10:5000")
     with pytest.raises(reg.RegistryError, match=r"cannot reach 192\.0\.2\.10:5000 after 4 attempts"):
         cli.get_manifest("library/busybox", "latest")
     assert len(session.calls) == 4 and len(sleeps) == 3
@@ -487,7 +491,7 @@ def bearer_challenge():
     return response(401, fixture_bytes("bearer-unauthorized.json"), fixture_headers("bearer-challenge.headers"))
 
 
-def token(value: str, expires_in: int = 300) -> requests.Response:
+def token(value: str, expires_in: int = 300) -> reg.Response:
     data = json.loads(fixture_bytes("token-response.json"))
     data.update(token=value, access_token=value, expires_in=expires_in)
     return response(200, json.dumps(data).encode())
@@ -592,7 +596,7 @@ def test_unsupported_challenge():
 
 
 def test_loopback_connection_refused_tries_plain_http_then_retries():
-    refused = requests.exceptions.ConnectionError("refused")
+    refused = reg.ConnectError("ConnectionRefusedError: [Errno 111] Connection refused")
     cli, session, sleeps = client([refused, refused, index_response()], registry="127.0.0.1:5000")
     cli.get_manifest("library/busybox", "latest")
     assert [c["url"].split(":")[0] for c in session.calls] == ["https", "http", "http"]
@@ -600,7 +604,7 @@ def test_loopback_connection_refused_tries_plain_http_then_retries():
 
 
 def test_loopback_falls_back_to_plain_http_once():
-    wrong_version = requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    wrong_version = reg.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
     cli, session, sleeps = client([wrong_version, index_response(), index_response()], registry="127.0.0.1:5000")
     cli.get_manifest("library/busybox", "latest")
     cli.get_manifest("library/busybox", "latest")
@@ -609,7 +613,9 @@ def test_loopback_falls_back_to_plain_http_once():
 
 
 def test_certificate_error_never_falls_back():
-    bad_cert = requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    bad_cert = reg.TlsError(
+        "SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", True
+    )
     cli, session, _sleeps = client([bad_cert], registry="127.0.0.1:5443")
     with pytest.raises(reg.RegistryError, match="give ca_cert"):
         cli.get_manifest("library/busybox", "latest")
@@ -617,20 +623,20 @@ def test_certificate_error_never_falls_back():
 
 
 def test_secure_registry_never_uses_plain_http():
-    wrong_version = requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    wrong_version = reg.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
     cli, _session, _sleeps = client([wrong_version], registry="192.0.2.10:5000")
     with pytest.raises(reg.RegistryError, match="insecure_registries"):
         cli.get_manifest("library/busybox", "latest")
 
 
 def test_insecure_option_allows_plain_http():
-    wrong_version = requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    wrong_version = reg.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
     cli, session, _sleeps = client([wrong_version, index_response()], registry="192.0.2.10:5000", insecure=True)
     cli.get_manifest("library/busybox", "latest")
     assert session.calls[1]["url"].startswith("http://192.0.2.10:5000/v2/")
 
 
-def test_tls_options_reach_requests(tmp_path):
+def test_tls_options_reach_the_transport(tmp_path):
     ca = str(tmp_path / "ca.crt")
     cli, session, _sleeps = client([index_response()], ca_cert=ca)
     cli.get_manifest("library/busybox", "latest")
@@ -728,7 +734,8 @@ class RecordingProxy(http.server.BaseHTTPRequestHandler):
 
 
 def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch):
-    """Proxies, NO_PROXY and the CA bundle come from the environment, as requests reads them, once per client."""
+    """Proxies, NO_PROXY and the CA bundle come from the environment, as requests and curl read them, once per
+    client."""
     server = http.server.HTTPServer(("127.0.0.1", 0), RecordingProxy)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -737,11 +744,10 @@ def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch):
         monkeypatch.setenv("NO_PROXY", "10.9.9.9")
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/bundle-from-env.pem")
         far = reg.RegistryClient("10.8.8.8:5000", insecure=True, probe=lambda *a: False)
-        assert far.session.trust_env is False
         assert far.proxies["http"] == f"http://127.0.0.1:{server.server_port}"
         assert far.verify == "/etc/ssl/certs/bundle-from-env.pem"
-        assert far.request("GET", "", what="ping").json() == {}
-        assert far.request("GET", "", what="ping again").json() == {}
+        assert far.request("GET", "", what="ping").content == b"{}"
+        assert far.request("GET", "", what="ping again").content == b"{}"
         assert RecordingProxy.seen == ["GET http://10.8.8.8:5000/v2/ HTTP/1.1"] * 2
         assert reg.RegistryClient("10.9.9.9:5000").proxies == {}
         assert reg.RegistryClient("10.8.8.8:5000", ca_cert="/ca.pem").verify == "/ca.pem"
@@ -749,3 +755,237 @@ def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --------------------------------------------------------------------------- the transport
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "location", "expected"),
+    [
+        # 303 turns anything but HEAD into a GET without body; 301/302 do so after a POST only
+        ("PUT", 303, "/v2/done", ("GET", "https://r.example.com/v2/done", False)),
+        ("HEAD", 303, "/v2/done", ("HEAD", "https://r.example.com/v2/done", True)),
+        ("POST", 302, "/v2/next", ("GET", "https://r.example.com/v2/next", False)),
+        ("GET", 302, "next", ("GET", "https://r.example.com/v2/a/next", True)),
+        # 307 and 308 keep the method and the body
+        ("PUT", 307, "https://r.example.com:443/v2/b", ("PUT", "https://r.example.com:443/v2/b", True)),
+        ("POST", 308, "/v2/c", ("POST", "https://r.example.com/v2/c", True)),
+    ],
+)
+def test_redirect_request_method_and_body(method, status, location, expected):
+    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+    new_method, url, new_headers, keep_body = reg.redirect_request(
+        method, status, "https://r.example.com/v2/a/b", location, headers
+    )
+    assert (new_method, url, keep_body) == expected
+    assert new_headers["Authorization"] == "Bearer t"  # same origin (443 is https' port)
+    assert ("Content-Type" in new_headers) == keep_body
+    assert headers["Authorization"] == "Bearer t"  # the caller's dict is not changed
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://storage.example.com/blob?sig=x",  # another host: object storage
+        "http://r.example.com/v2/a",  # another scheme
+        "https://r.example.com:5000/v2/a",  # another port
+    ],
+)
+def test_redirect_to_another_origin_drops_the_credentials(location):
+    _method, url, headers, _keep = reg.redirect_request(
+        "GET", 307, "https://r.example.com/v2/a", location, {"Authorization": "Bearer t", "Accept": "x"}
+    )
+    assert url == location
+    assert headers == {"Accept": "x"}
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('</v2/a/tags/list?last=v2&n=2>; rel="next"', "/v2/a/tags/list?last=v2&n=2"),
+        (
+            '<https://r.example.com/v2/a/tags/list?n=2&last=b>; type="x"; rel=next',
+            "https://r.example.com/v2/a/tags/list?n=2&last=b",
+        ),
+        ('</first>; rel="prev", </second>; rel="next"', "/second"),
+        ('</only>; rel="prev"', ""),
+        ("", ""),
+        ("garbage; rel=next", ""),
+    ],
+)
+def test_parse_link_next(header, expected):
+    assert reg.parse_link_next(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "url", "expected"),
+    [
+        ({}, "https://r.example.com/", {}),
+        ({"HTTPS_PROXY": "http://p:3128"}, "https://r.example.com/", {"https": "http://p:3128"}),
+        # the lower-case name wins, as curl and requests have it
+        (
+            {"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2"},
+            "https://r.example.com/",
+            {"https": "http://lower:2"},
+        ),
+        ({"ALL_PROXY": "http://p:3128", "HTTP_PROXY": ""}, "https://r.example.com/", {"all": "http://p:3128"}),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "example.com"}, "https://r.example.com/", {}),
+        ({"HTTPS_PROXY": "http://p:3128", "no_proxy": "r.example.com:5000"}, "https://r.example.com:5000/", {}),
+        (
+            {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "other.example.com"},
+            "https://r.example.com/",
+            {"https": "http://p:3128"},
+        ),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "*"}, "https://r.example.com/", {}),
+    ],
+)
+def test_environ_proxies(environ, url, expected):
+    assert reg.environ_proxies(url, environ) == expected
+
+
+def test_proxy_headers():
+    assert reg.proxy_headers("http://p.example.com:3128") == {}
+    auth = reg.proxy_headers("http://us%40er:p%3Ass@p.example.com:3128")["Proxy-Authorization"]
+    assert base64.b64decode(auth.split(" ", 1)[1]) == b"us@er:p:ss"
+
+
+def test_tls_context_choices(tmp_path):
+    assert reg.tls_context(True).verify_mode == reg.ssl.CERT_REQUIRED
+    unverified = reg.tls_context(False)
+    assert (unverified.verify_mode, unverified.check_hostname) == (reg.ssl.CERT_NONE, False)
+    with pytest.raises(reg.TransportError, match="cannot load the CA certificates"):
+        reg.Transport()._context(str(tmp_path / "missing.pem"))
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A loopback HTTP/1.1 server that records each request (with the client's port) and answers from a table:
+    path -> (status, headers, body). ``close_after`` closes the connection after each answer without saying so,
+    as a server does whose keep-alive timeout ran out."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list] = []
+    answers: ClassVar[dict] = {}
+    close_after = False
+
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "port": self.client_address[1],
+                "headers": dict(self.headers),
+                "body": body,
+            }
+        )
+        status, headers, payload = self.answers.get(self.path.split("?", 1)[0], (404, {}, b""))
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+        self.close_connection = self.close_after
+
+    do_GET = do_HEAD = do_PUT = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recorder():
+    started = []
+
+    def start(answers, close_after=False):
+        handler = type("Handler", (Recorder,), {"seen": [], "answers": answers, "close_after": close_after})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return f"127.0.0.1:{server.server_port}", handler.seen
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def test_transport_keeps_the_connection_alive(recorder):
+    address, seen = recorder({"/v2/": (200, {"Docker-Distribution-Api-Version": "registry/2.0"}, b"{}")})
+    transport = reg.Transport()
+    answers = [transport.request(m, f"http://{address}/v2/", timeout=5) for m in ("GET", "HEAD", "GET")]
+    assert [(a.status_code, a.content) for a in answers] == [(200, b"{}"), (200, b""), (200, b"{}")]
+    assert answers[0].headers.get("docker-distribution-api-version") == "registry/2.0"  # any case
+    assert len({s["port"] for s in seen}) == 1  # one connection for the three
+    assert seen[0]["headers"]["User-Agent"] == reg.USER_AGENT
+
+
+def test_transport_reconnects_when_the_server_closed_an_idle_connection(recorder):
+    address, seen = recorder({"/v2/": (200, {}, b"{}")}, close_after=True)
+    transport = reg.Transport()
+    for method in ("GET", "PUT", "POST", "GET"):
+        assert transport.request(method, f"http://{address}/v2/", data=b"x", timeout=5).status_code == 200
+    assert [s["method"] for s in seen] == ["GET", "PUT", "POST", "GET"]  # each once, nothing sent twice
+    assert len({s["port"] for s in seen}) == 4
+
+
+def test_transport_follows_redirects_and_keeps_credentials_at_home(recorder):
+    storage, storage_seen = recorder({"/blob": (200, {}, b"layer")})
+    registry, registry_seen = recorder(
+        {
+            "/v2/a/blobs/x": (307, {"Location": f"http://{storage}/blob?sig=1"}, b""),
+            "/v2/a/manifests/old": (301, {"Location": "/v2/a/manifests/new"}, b""),
+            "/v2/a/manifests/new": (200, {}, b"{}"),
+        }
+    )
+    transport = reg.Transport()
+    headers = {"Authorization": "Bearer secret"}
+    blob = transport.request("GET", f"http://{registry}/v2/a/blobs/x", headers=headers, timeout=5)
+    assert (blob.status_code, blob.content, blob.url) == (200, b"layer", f"http://{storage}/blob?sig=1")
+    assert "Authorization" not in storage_seen[0]["headers"]
+    moved = transport.request("GET", f"http://{registry}/v2/a/manifests/old", headers=headers, timeout=5)
+    assert moved.content == b"{}"
+    assert registry_seen[-1]["headers"]["Authorization"] == "Bearer secret"  # same origin
+
+
+def test_transport_gives_up_on_a_redirect_loop(recorder):
+    address, seen = recorder({"/loop": (302, {"Location": "/loop"}, b"")})
+    with pytest.raises(reg.ConnectError, match="more than 10 redirects"):
+        reg.Transport().request("GET", f"http://{address}/loop", timeout=5)
+    assert len(seen) == 11
+
+
+def test_transport_form_query_and_basic_credentials(recorder):
+    address, seen = recorder({"/token": (200, {}, b'{"token": "t"}')})
+    transport = reg.Transport()
+    transport.request(
+        "GET", f"http://{address}/token", params=[("service", "s"), ("scope", "a b")], auth=("u", "p:w"), timeout=5
+    )
+    transport.request(
+        "POST", f"http://{address}/token", data={"grant_type": "refresh_token", "scope": "x y"}, timeout=5
+    )
+    assert seen[0]["path"] == "/token?service=s&scope=a+b"
+    assert base64.b64decode(seen[0]["headers"]["Authorization"].split(" ", 1)[1]) == b"u:p:w"
+    assert seen[1]["body"] == b"grant_type=refresh_token&scope=x+y"
+    assert seen[1]["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_transport_errors():
+    with socket_closed_port() as port:
+        with pytest.raises(reg.ConnectError, match="ConnectionRefusedError"):
+            reg.Transport().request("GET", f"http://127.0.0.1:{port}/v2/", timeout=5)
+    with pytest.raises(reg.ConnectError, match="not an http"):
+        reg.Transport().request("GET", "ftp://127.0.0.1/v2/", timeout=5)
+    with pytest.raises(reg.ConnectError, match="give an http:// proxy"):
+        reg.Transport().request("GET", "https://127.0.0.1:1/v2/", proxies={"https": "https://p:3128"}, timeout=5)
+
+
+@contextlib.contextmanager
+def socket_closed_port():
+    """A loopback port where nothing listens (bound, never listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

@@ -1,0 +1,115 @@
+"""The registry client's own HTTP transport against the real TLS registries of the test environment.
+
+The plain-HTTP paths (keep-alive, redirects, a forward proxy, a server that closes idle connections) are
+unit-tested on loopback servers; here the TLS ones run against the real registries: verification with the
+test CA and without it, and HTTPS through a ``CONNECT`` proxy (a small relay in this file, with proxy
+credentials) to the Basic-auth registry and to the Bearer registry and its token server.
+"""
+
+from __future__ import annotations
+
+import base64
+import select
+import socket
+import socketserver
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
+    Credentials,
+    RegistryClient,
+    RegistryError,
+)
+
+PROXY_USER, PROXY_PASSWORD = "proxy-user", "proxy:secret"
+
+
+class ConnectRelay(socketserver.BaseRequestHandler):
+    """Answers ``CONNECT host:port`` with 200 and relays bytes both ways; records each CONNECT."""
+
+    seen: list
+
+    def handle(self):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        lines = head.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+        method, target, _version = lines[0].split(" ")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        self.server.seen.append((method, target, headers.get("Proxy-Authorization", "")))
+        if method != "CONNECT":
+            self.request.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            return
+        host, port = target.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as upstream:
+            self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            ends = [self.request, upstream]
+            while True:
+                readable, _w, _x = select.select(ends, [], [], 10)
+                if not readable:
+                    return
+                for end in readable:
+                    data = end.recv(65536)
+                    if not data:
+                        return
+                    (upstream if end is self.request else self.request).sendall(data)
+
+
+@pytest.fixture
+def connect_proxy(monkeypatch):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), ConnectRelay)
+    server.daemon_threads = True
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_USER}:proxy%3Asecret@127.0.0.1:{server.server_address[1]}")
+    yield server.seen
+    server.shutdown()
+    server.server_close()
+
+
+def registry_conf(testenv: dict, which: str) -> tuple:
+    conf = testenv[which]
+    return conf, Credentials(conf["username"], Path(conf["password_file"]).read_text().strip())
+
+
+def proxy_authorization() -> str:
+    return "Basic " + base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+
+
+def test_basic_auth_registry_through_a_connect_proxy(testenv, connect_proxy):
+    conf, creds = registry_conf(testenv, "registry_tls")
+    client = RegistryClient(conf["address"], credentials=creds, ca_cert=conf["ca_file"])
+    repository = f"fleet-test/proxy-{uuid.uuid4().hex[:8]}"
+    for _round in range(3):
+        assert client.list_tags(repository) == []
+        assert client.head_manifest(repository, "latest") is None
+    # challenge + 6 requests, all through one tunnel kept alive, with the proxy's credentials
+    assert connect_proxy == [("CONNECT", conf["address"], proxy_authorization())]
+
+
+def test_bearer_registry_and_its_token_server_through_a_connect_proxy(testenv, connect_proxy):
+    conf, creds = registry_conf(testenv, "registry_token")
+    client = RegistryClient(conf["address"], credentials=creds, ca_cert=conf["ca_file"])
+    assert client.head_manifest(f"fleet-test/proxy-{uuid.uuid4().hex[:8]}", "latest") is None
+    targets = {target for _method, target, _auth in connect_proxy}
+    assert targets == {conf["address"], conf["realm"].split("/")[2]}
+
+
+def test_tls_verification(testenv, monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    conf, creds = registry_conf(testenv, "registry_tls")
+    repository = f"fleet-test/tls-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(RegistryError, match=r"certificate verify failed.*give ca_cert"):
+        RegistryClient(conf["address"], credentials=creds).list_tags(repository)
+    assert RegistryClient(conf["address"], credentials=creds, validate_certs=False).list_tags(repository) == []
+    assert RegistryClient(conf["address"], credentials=creds, ca_cert=conf["ca_file"]).list_tags(repository) == []
