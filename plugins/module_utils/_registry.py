@@ -559,13 +559,16 @@ class Transport:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConnectError(f"cannot send a request to {url!r}: not an http(s) URL")
         proxy = proxies.get(parts.scheme) or proxies.get("all") or ""
+        if proxy and "://" not in proxy:
+            proxy = "http://" + proxy
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if proxy and parts.scheme == "http":
             target = url.split("#", 1)[0]
             headers = {**headers, **proxy_headers(proxy)}
+        # One pool of idle connections per origin, proxy and TLS verification (True, False or a CA path).
         key = (*_origin(url), proxy, verify if isinstance(verify, str) else bool(verify))
         for attempt in range(2):
-            conn, reused = self._checkout(key, parts, proxy, timeout, verify)
+            conn, reused = self._checkout(key, timeout)
             # A reused connection the server closed before answering (its keep-alive ran out as the request left):
             # send it again once on a new one. Every request of this client may be repeated; a second upload
             # POST opens a session that expires unused.
@@ -592,7 +595,7 @@ class Transport:
             return Response(answer.status, answer.headers, content, url)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _checkout(self, key, parts, proxy, timeout, verify) -> tuple:
+    def _checkout(self, key: tuple, timeout: float) -> tuple:
         """``(connection, reused)``: an idle connection to the same origin (and proxy and TLS settings), else a new
         one, which connects when the request is sent."""
         while True:
@@ -606,16 +609,16 @@ class Transport:
                 conn.sock.settimeout(timeout)
                 return conn, True
             conn.close()
-        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        scheme, host, port, proxy, verify = key
         connect_host, connect_port = host, port
         if proxy:
-            proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            proxy_parts = urlsplit(proxy)
             if proxy_parts.scheme != "http":
                 raise ConnectError(
                     f"the proxy {proxy_parts.scheme}://{proxy_parts.hostname} is not supported: give an http:// proxy"
                 )
             connect_host, connect_port = proxy_parts.hostname, proxy_parts.port or 80
-        if parts.scheme == "https":
+        if scheme == "https":
             context = self._context(verify)
             conn = http.client.HTTPSConnection(connect_host, connect_port, timeout=timeout, context=context)
             if proxy:
@@ -633,16 +636,15 @@ class Transport:
         conn.close()
 
     def _context(self, verify) -> ssl.SSLContext:
-        cache_key = verify if isinstance(verify, str) else bool(verify)
         with self._lock:
-            context = self._contexts.get(cache_key)
+            context = self._contexts.get(verify)
             if context is None:
                 try:
                     context = tls_context(verify)
                 except (OSError, ssl.SSLError) as exc:
                     # certificate: no fallback to plain HTTP for a CA file that is missing or broken
                     raise TlsError(f"cannot load the CA certificates {verify!r}: {exc}", certificate=True) from None
-                self._contexts[cache_key] = context
+                self._contexts[verify] = context
             return context
 
 

@@ -494,14 +494,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     wait_healthy,
 )
 
-try:
-    import requests  # for the HTTP health check; the Docker SDK needs it anyway
-
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - depends on the device's Python
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = _exc
+if HAS_DOCKER:
+    import requests  # a dependency of the Docker SDK (_engine imports both); the HTTP health check uses it
 
 HISTORY_DIR = "/var/lib/fleet-multiarch/rollout"
 PROBE_TIMEOUT = 2.0
@@ -1123,8 +1117,6 @@ def main():
     )
     if not HAS_DOCKER:
         module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     params = module.params
     rollout = None
     try:
