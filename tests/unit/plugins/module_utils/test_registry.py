@@ -716,45 +716,24 @@ def test_split_host_port(registry, expected):
     assert reg.split_host_port(registry) == expected
 
 
-class RecordingProxy(http.server.BaseHTTPRequestHandler):
-    """A forward proxy on loopback that answers every request itself and records its request line."""
-
-    seen: ClassVar[list] = []
-
-    def do_GET(self):
-        self.seen.append(self.requestline)
-        body = b"{}"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch):
+def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch, recorder):
     """Proxies, NO_PROXY and the CA bundle come from the environment, as requests and curl read them, once per
-    client."""
-    server = http.server.HTTPServer(("127.0.0.1", 0), RecordingProxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setenv("NO_PROXY", "10.9.9.9")
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/bundle-from-env.pem")
-        far = reg.RegistryClient("10.8.8.8:5000", insecure=True, probe=lambda *a: False)
-        assert far.proxies["http"] == f"http://127.0.0.1:{server.server_port}"
-        assert far.verify == "/etc/ssl/certs/bundle-from-env.pem"
-        assert far.request("GET", "", what="ping").content == b"{}"
-        assert far.request("GET", "", what="ping again").content == b"{}"
-        assert RecordingProxy.seen == ["GET http://10.8.8.8:5000/v2/ HTTP/1.1"] * 2
-        assert reg.RegistryClient("10.9.9.9:5000").proxies == {}
-        assert reg.RegistryClient("10.8.8.8:5000", ca_cert="/ca.pem").verify == "/ca.pem"
-        assert reg.RegistryClient("10.8.8.8:5000", validate_certs=False).verify is False
-    finally:
-        server.shutdown()
-        server.server_close()
+    client. The proxy is a loopback server that answers every request itself."""
+    proxy, seen = recorder({"http://10.8.8.8:5000/v2/": (200, {}, b"{}")})
+    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy}")
+    monkeypatch.setenv("NO_PROXY", "10.9.9.9")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/bundle-from-env.pem")
+    far = reg.RegistryClient("10.8.8.8:5000", insecure=True, probe=lambda *a: False)
+    assert far.proxies["http"] == f"http://{proxy}"
+    assert far.verify == "/etc/ssl/certs/bundle-from-env.pem"
+    assert far.request("GET", "", what="ping").content == b"{}"
+    assert far.request("GET", "", what="ping again").content == b"{}"
+    assert [(r["method"], r["path"], r["version"]) for r in seen] == [
+        ("GET", "http://10.8.8.8:5000/v2/", "HTTP/1.1")
+    ] * 2
+    assert reg.RegistryClient("10.9.9.9:5000").proxies == {}
+    assert reg.RegistryClient("10.8.8.8:5000", ca_cert="/ca.pem").verify == "/ca.pem"
+    assert reg.RegistryClient("10.8.8.8:5000", validate_certs=False).verify is False
 
 
 # --------------------------------------------------------------------------- the transport
@@ -875,6 +854,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
             {
                 "method": self.command,
                 "path": self.path,
+                "version": self.request_version,
                 "port": self.client_address[1],
                 "headers": dict(self.headers),
                 "body": body,
