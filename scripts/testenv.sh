@@ -540,9 +540,9 @@ write_facts() {
     --arg busybox "library/busybox:latest" --arg debian "library/debian:$DEBIAN_SUITE" \
     --argjson busybox_platforms "$platforms_busybox" --argjson debian_platforms "$platforms_debian" \
     --arg dockerd_log "$STATE/docker/dockerd.log" --arg sock2 "$ENGINE2_SOCK" --arg dockerd2_log "$STATE/docker2/dockerd.log" \
-    --arg registry_token "$REGISTRY_TOKEN" \
+    --arg registry_token "$REGISTRY_TOKEN" --arg registry_log "$STATE/registry/plain.log" \
     --arg realm "https://$TOKEN_SERVER/token" --arg service "$TOKEN_SERVICE" \
-    '{registry: $registry, registry_tls: {address: $registry_tls, username: $user, password_file: $password_file, ca_file: $ca},
+    '{registry: $registry, registry_log: $registry_log, registry_tls: {address: $registry_tls, username: $user, password_file: $password_file, ca_file: $ca},
       registry_token: {address: $registry_token, username: $user, password_file: $password_file, ca_file: $ca,
                        realm: $realm, service: $service},
       docker_host: ("unix://" + $sock), dockerd_log: $dockerd_log,

@@ -282,13 +282,17 @@ class ManifestManager:
 
     # ---- copying into the target repository
 
+    def read_here(self, entry) -> bool:
+        """Read from the target repository moments ago (GET, digest verified): a HEAD would only repeat it."""
+        return entry.source_repository == self.target.name and bool(entry.body)
+
     def ensure_entry(self, entry) -> str:
-        """Make the entry's manifest (and its blobs) exist in the target repository; return its digest if copied."""
+        """Make the entry's manifest (and its blobs) exist in the target repository; return its digest if copied.
+
+        Not called for an entry :meth:`read_here`.
+        """
         repo = self.target.repository
-        if entry.source_repository == self.target.name:
-            if entry.body:
-                # Read from this very repository moments ago (GET, digest verified): a HEAD would only repeat it.
-                return ""
+        if entry.source_repository == self.target.name:  # listed in an index there, not read yet
             if self.client.head_manifest(repo, entry.digest) is None:
                 raise ManifestError(f"{entry.source}: manifest {entry.digest} is missing from {self.target.name}")
             return ""
@@ -351,7 +355,10 @@ class ManifestManager:
         if same:
             return result
         # Everything the index references must be in place and verified before the tag moves.
-        result["copied"] = [d for d in parallel(self.ensure_entry, entries) if d]
+        # Threads only for the entries that need a request (none when every image was read from the target's
+        # own repository).
+        elsewhere = [e for e in entries if not self.read_here(e)]
+        result["copied"] = [d for d in parallel(self.ensure_entry, elsewhere) if d]
         if not self.check_mode:
             pushed = self.client.put_manifest(self.target.repository, self.target.tag, body, media_type)
             result["digest"] = pushed

@@ -227,12 +227,32 @@ def test_docker_run_pulls_the_right_variant(testenv, sources, repos, platform):
         run(["docker", "image", "rm", "-f", name], check=False)
 
 
+def registry_requests(log: Path, start: int, repository: str) -> list:
+    """``(method, path after the repository, status)`` of each request for ``repository`` in the registry's access
+    log from byte ``start`` on."""
+    pattern = re.compile(rf'"([A-Z]+) /v2/{re.escape(repository)}/(\S+) HTTP/[\d.]+" (\d{{3}}) ')
+    with log.open("rb") as fh:
+        fh.seek(start)
+        text = fh.read().decode("utf-8", "replace")
+    return [(m[1], m[2], int(m[3])) for m in pattern.finditer(text)]
+
+
 def test_same_repository_sources_need_no_copy(testenv, sources, repos, plain):
+    """Sources in the target's repository: nothing copied, and the registry sees only the target's HEAD, one GET
+    of each manifest and of its config, and the PUT (2n + 2 requests, the count benchmark 2 stands on)."""
     name = f"{testenv['registry']}/{sources['repo']}:multi-{RUN_ID}"
+    log = Path(testenv["registry_log"])
+    start = log.stat().st_size
     try:
         result = run_module("fleet.multiarch.manifest", {"name": name, "images": list(sources["refs"].values())})
         assert result["changed"] is True and result["copied"] == []
         assert platforms_of(result) == sources["digests"]
+        seen = registry_requests(log, start, sources["repo"])
+        configs = {plain.get_manifest(sources["repo"], d).data["config"]["digest"] for d in sources["digests"].values()}
+        expected = [("HEAD", f"manifests/multi-{RUN_ID}", 404), ("PUT", f"manifests/multi-{RUN_ID}", 201)]
+        expected += [("GET", f"manifests/{tag_of(p)}", 200) for p in PLATFORMS]
+        expected += [("GET", f"blobs/{c}", 200) for c in configs]
+        assert sorted(seen) == sorted(expected), seen
     finally:
         head = plain.head_manifest(sources["repo"], f"multi-{RUN_ID}")
         if head:
