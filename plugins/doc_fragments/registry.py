@@ -59,5 +59,6 @@ notes:
     third-party Python library is needed for it.
   - Proxies come from the environment of the module (C(HTTPS_PROXY), C(HTTP_PROXY), C(ALL_PROXY), C(NO_PROXY), either
     case), for example through the task's C(environment). A proxy is given as C(http://[user:password@]host:port);
-    HTTPS goes through it with C(CONNECT).
+    HTTPS goes through it with C(CONNECT). The proxy is chosen for each host, so a blob download that the registry
+    redirects to object storage follows the proxy (or C(NO_PROXY)) of the storage's host.
 """

@@ -507,8 +507,9 @@ class Transport:
     thread sends next (up to ``MAX_IDLE`` per origin), until the server closes them.
 
     It does what the registry client needs and no more: TLS verified against the system's CA store or a
-    given bundle (each context built once), proxies from the environment (``http://`` proxies; HTTPS goes
-    through a ``CONNECT`` tunnel), redirects (credentials stay with their origin), form and query
+    given bundle (each context built once), proxies from the environment, chosen for each URL, the target
+    of a redirect too (``http://`` proxies; HTTPS goes through a ``CONNECT`` tunnel), redirects (credentials
+    stay with their origin), form and query
     parameters, Basic credentials for token servers. An idle connection the server has closed is noticed
     before it is reused; a request cut on a reused connection is sent again once on a new connection.
     """
@@ -519,6 +520,7 @@ class Transport:
         self.user_agent = user_agent
         self._idle = {}  # key -> [connection]
         self._contexts = {}
+        self._proxies = {}  # origin -> what the environment gives for it
         self._lock = threading.Lock()
 
     def request(
@@ -534,6 +536,7 @@ class Transport:
         verify=True,
         proxies: dict | None = None,
     ) -> Response:
+        """``proxies``: ``{scheme: proxy URL}`` for every URL; by default the environment's for each URL."""
         headers = {"User-Agent": self.user_agent, **(headers or {})}
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params)
@@ -544,7 +547,8 @@ class Transport:
             raw = f"{auth[0]}:{auth[1]}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         for _hop in range(MAX_REDIRECTS + 1):
-            resp = self._send(method, url, headers, data, (timeout, verify, proxies or {}))
+            hop_proxies = self.proxies_for(url) if proxies is None else proxies
+            resp = self._send(method, url, headers, data, (timeout, verify, hop_proxies))
             location = resp.headers.get("Location")
             if resp.status_code not in REDIRECT_STATUSES or not location:
                 return resp
@@ -552,6 +556,17 @@ class Transport:
             if not keep_body:
                 data = None
         raise ConnectError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
+
+    def proxies_for(self, url: str) -> dict:
+        """The environment's proxies for ``url`` (:func:`environ_proxies`), read once per origin."""
+        origin = _origin(url)
+        with self._lock:
+            found = self._proxies.get(origin)
+        if found is None:
+            found = environ_proxies(url)
+            with self._lock:
+                self._proxies[origin] = found
+        return found
 
     def _send(self, method: str, url: str, headers: dict, body, options: tuple) -> Response:
         timeout, verify, proxies = options
@@ -738,7 +753,6 @@ class RegistryClient:
         self.timeout = timeout
         self.retries = max(0, int(retries))
         self.session = session if session is not None else Transport()
-        self.proxies = environ_proxies(f"https://{registry}/")
         self._sleep = sleep
         self._clock = clock
         self._probe = probe if probe is not None else speaks_tls
@@ -808,20 +822,12 @@ class RegistryClient:
                     "service": service,
                     "scope": " ".join(scopes),
                 }
-                resp = self.session.request(
-                    "POST", realm, data=form, timeout=self.timeout, verify=self.verify, proxies=environ_proxies(realm)
-                )
+                resp = self.session.request("POST", realm, data=form, timeout=self.timeout, verify=self.verify)
             else:
                 params = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
                 auth = (creds.username, creds.password) if creds else None
                 resp = self.session.request(
-                    "GET",
-                    realm,
-                    params=params,
-                    auth=auth,
-                    timeout=self.timeout,
-                    verify=self.verify,
-                    proxies=environ_proxies(realm),
+                    "GET", realm, params=params, auth=auth, timeout=self.timeout, verify=self.verify
                 )
         except TransportError as exc:
             raise RegistryError(f"cannot reach the token server {realm} of {self.registry}: {exc}") from None
@@ -892,7 +898,6 @@ class RegistryClient:
                     headers={**headers, **self._auth_headers(scopes)},
                     timeout=self.timeout,
                     verify=self.verify,
-                    proxies=self.proxies,
                     **kwargs,
                 )
             except TlsError as exc:

@@ -716,22 +716,31 @@ def test_split_host_port(registry, expected):
     assert reg.split_host_port(registry) == expected
 
 
+def proxy_environment(monkeypatch, **variables):
+    """Exactly these proxy variables in the environment (the lower-case names win, so both cases are set)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        for variant in (name, name.lower()):
+            if name in variables:
+                monkeypatch.setenv(variant, variables[name])
+            else:
+                monkeypatch.delenv(variant, raising=False)
+
+
 def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch, recorder):
     """Proxies, NO_PROXY and the CA bundle come from the environment, as requests and curl read them, once per
-    client. The proxy is a loopback server that answers every request itself."""
+    client (the proxies once per origin). The proxy is a loopback server that answers every request itself."""
     proxy, seen = recorder({"http://10.8.8.8:5000/v2/": (200, {}, b"{}")})
-    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy}")
-    monkeypatch.setenv("NO_PROXY", "10.9.9.9")
+    proxy_environment(monkeypatch, HTTP_PROXY=f"http://{proxy}", NO_PROXY="10.9.9.9")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/bundle-from-env.pem")
     far = reg.RegistryClient("10.8.8.8:5000", insecure=True, probe=lambda *a: False)
-    assert far.proxies["http"] == f"http://{proxy}"
     assert far.verify == "/etc/ssl/certs/bundle-from-env.pem"
     assert far.request("GET", "", what="ping").content == b"{}"
     assert far.request("GET", "", what="ping again").content == b"{}"
     assert [(r["method"], r["path"], r["version"]) for r in seen] == [
         ("GET", "http://10.8.8.8:5000/v2/", "HTTP/1.1")
     ] * 2
-    assert reg.RegistryClient("10.9.9.9:5000").proxies == {}
+    assert far.session.proxies_for("http://10.8.8.8:5000/v2/x") == {"http": f"http://{proxy}"}
+    assert far.session.proxies_for("http://10.9.9.9:5000/v2/") == {}
     assert reg.RegistryClient("10.8.8.8:5000", ca_cert="/ca.pem").verify == "/ca.pem"
     assert reg.RegistryClient("10.8.8.8:5000", validate_certs=False).verify is False
 
@@ -910,6 +919,18 @@ def test_transport_reconnects_when_the_server_closed_an_idle_connection(recorder
         assert transport.request(method, f"http://{address}/v2/", data=b"x", timeout=5).status_code == 200
     assert [s["method"] for s in seen] == ["GET", "PUT", "POST", "GET"]  # each once, nothing sent twice
     assert len({s["port"] for s in seen}) == 4
+
+
+def test_transport_chooses_the_proxy_again_after_a_redirect(monkeypatch, recorder):
+    """A registry in NO_PROXY that sends a blob to object storage outside: the storage is reached through the
+    proxy, as requests and curl do (10.8.8.8 exists only behind the loopback proxy)."""
+    proxy, proxy_seen = recorder({"http://10.8.8.8:9000/blob": (200, {}, b"layer")})
+    registry, registry_seen = recorder({"/v2/a/blobs/x": (307, {"Location": "http://10.8.8.8:9000/blob"}, b"")})
+    proxy_environment(monkeypatch, HTTP_PROXY=f"http://{proxy}", NO_PROXY="127.0.0.1")
+    blob = reg.Transport().request("GET", f"http://{registry}/v2/a/blobs/x", timeout=5)
+    assert (blob.status_code, blob.content) == (200, b"layer")
+    assert [r["path"] for r in registry_seen] == ["/v2/a/blobs/x"]  # direct
+    assert [r["path"] for r in proxy_seen] == ["http://10.8.8.8:9000/blob"]
 
 
 def test_transport_follows_redirects_and_keeps_credentials_at_home(recorder):
