@@ -25,8 +25,10 @@ import json
 import os
 import re
 import select
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 import time
 import urllib.request
@@ -56,6 +58,7 @@ DEFAULT_TIMEOUT = 30
 DEFAULT_RETRIES = 3
 BACKOFF_SECONDS = 0.5  # first wait; doubles on each retry
 TOKEN_LIFETIME_DEFAULT = 60  # seconds, as the token spec says when expires_in is absent
+CHUNK = 1 << 20  # bytes read or written at a time when a blob goes through a file
 
 _DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
@@ -181,14 +184,22 @@ def is_loopback(registry: str) -> bool:
 # --------------------------------------------------------------------------- digests
 
 
-def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
+def compute_digest(data, algorithm: str = "sha256") -> str:
+    """``algorithm:hex`` of ``data``: bytes, or a seekable binary file (read from its start)."""
     if algorithm not in ("sha256", "sha512"):
         raise RegistryError(f"unsupported digest algorithm {algorithm!r}: only sha256 and sha512 are supported")
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+    if isinstance(data, (bytes, bytearray)):
+        return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+    hasher = hashlib.new(algorithm)
+    data.seek(0)
+    for chunk in iter(lambda: data.read(CHUNK), b""):
+        hasher.update(chunk)
+    return f"{algorithm}:{hasher.hexdigest()}"
 
 
-def verify_digest(data: bytes, expected: str, what: str) -> str:
-    """Return ``expected`` when ``data`` has that digest; raise :class:`DigestMismatch` otherwise."""
+def verify_digest(data, expected: str, what: str) -> str:
+    """Return ``expected`` when ``data`` (bytes or a seekable file) has that digest; raise :class:`DigestMismatch`
+    otherwise."""
     algorithm = expected.split(":", 1)[0]
     actual = compute_digest(data, algorithm)
     if actual != expected:
@@ -535,8 +546,15 @@ class Transport:
         timeout: float = DEFAULT_TIMEOUT,
         verify=True,
         proxies: dict | None = None,
+        sink=None,
     ) -> Response:
-        """``proxies``: ``{scheme: proxy URL}`` for every URL; by default the environment's for each URL."""
+        """Send one request, following redirects.
+
+        ``data``: bytes, a dict (sent as a form), or a seekable binary file sent from its start (give its
+        ``Content-Length``). ``sink``: a seekable binary file that a 2xx answer's body is written to, from its start,
+        instead of being kept in memory. ``proxies``: ``{scheme: proxy URL}`` for every URL; by default the
+        environment's for each URL.
+        """
         headers = {"User-Agent": self.user_agent, **(headers or {})}
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params)
@@ -548,7 +566,7 @@ class Transport:
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         for _hop in range(MAX_REDIRECTS + 1):
             hop_proxies = self.proxies_for(url) if proxies is None else proxies
-            resp = self._send(method, url, headers, data, (timeout, verify, hop_proxies))
+            resp = self._send(method, url, headers, data, (timeout, verify, hop_proxies, sink))
             location = resp.headers.get("Location")
             if resp.status_code not in REDIRECT_STATUSES or not location:
                 return resp
@@ -569,7 +587,7 @@ class Transport:
         return found
 
     def _send(self, method: str, url: str, headers: dict, body, options: tuple) -> Response:
-        timeout, verify, proxies = options
+        timeout, verify, proxies, sink = options
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConnectError(f"cannot send a request to {url!r}: not an http(s) URL")
@@ -588,10 +606,12 @@ class Transport:
             # send it again once on a new one. Every request of this client may be repeated; a second upload
             # POST opens a session that expires unused.
             resend = reused and attempt == 0
+            if hasattr(body, "seek"):
+                body.seek(0)  # sent again from its start (a resend, a retry, a redirect)
             try:
                 conn.request(method, target, body=body, headers=headers)
                 answer = conn.getresponse()
-                content = answer.read()
+                content = _read_answer(answer, sink)
             except ssl.SSLError as exc:
                 conn.close()
                 if resend and isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
@@ -635,11 +655,13 @@ class Transport:
             connect_host, connect_port = proxy_parts.hostname, proxy_parts.port or 80
         if scheme == "https":
             context = self._context(verify)
-            conn = http.client.HTTPSConnection(connect_host, connect_port, timeout=timeout, context=context)
+            conn = http.client.HTTPSConnection(
+                connect_host, connect_port, timeout=timeout, context=context, blocksize=CHUNK
+            )
             if proxy:
                 conn.set_tunnel(host, port, headers=proxy_headers(proxy))
         else:
-            conn = http.client.HTTPConnection(connect_host, connect_port, timeout=timeout)
+            conn = http.client.HTTPConnection(connect_host, connect_port, timeout=timeout, blocksize=CHUNK)
         return conn, False
 
     def _checkin(self, key, conn) -> None:
@@ -661,6 +683,16 @@ class Transport:
                     raise TlsError(f"cannot load the CA certificates {verify!r}: {exc}", certificate=True) from None
                 self._contexts[verify] = context
             return context
+
+
+def _read_answer(answer, sink) -> bytes:
+    """The body of ``answer``; a 2xx body goes into ``sink`` instead (from its start, so a resend overwrites it)."""
+    if sink is None or not 200 <= answer.status < 300:
+        return answer.read()
+    sink.seek(0)
+    sink.truncate()
+    shutil.copyfileobj(answer, sink, CHUNK)
+    return b""
 
 
 def _dropped(sock) -> bool:
@@ -1070,10 +1102,20 @@ class RegistryClient:
     # ---- blobs
 
     def get_blob(self, repository: str, digest: str) -> bytes:
+        """Blob ``digest``, checked against the digest, in memory: for configs (layers: :meth:`download_blob`)."""
+        resp, what = self._read_blob(repository, digest)
+        return _verified(resp.content, digest, what)
+
+    def download_blob(self, repository: str, digest: str, sink) -> None:
+        """Write blob ``digest`` into ``sink`` (a seekable binary file, overwritten) and check it against the digest;
+        for layers, which need not fit in memory."""
+        _resp, what = self._read_blob(repository, digest, sink)
+        verify_digest(sink, digest, what)
+
+    def _read_blob(self, repository: str, digest: str, sink=None) -> tuple:
         what = f"reading blob {digest} from {self.registry}/{repository}"
         scopes = (repository_scope(repository, ["pull"]),)
-        resp = self.request("GET", f"{repository}/blobs/{digest}", scopes=scopes, what=what)
-        return _verified(resp.content, digest, what)
+        return self.request("GET", f"{repository}/blobs/{digest}", scopes=scopes, what=what, sink=sink), what
 
     def blob_exists(self, repository: str, digest: str) -> bool:
         resp = self.request(
@@ -1101,9 +1143,11 @@ class RegistryClient:
             return ""
         return self._location(resp)
 
-    def upload_blob(self, repository: str, digest: str, data: bytes, upload_url: str = "") -> None:
-        """Monolithic upload (POST then PUT with the digest); the registry checks the digest too."""
-        _verified(data, digest, f"uploading blob {digest}")
+    def upload_blob(self, repository: str, digest: str, data, upload_url: str = "") -> None:
+        """Monolithic upload (POST then PUT with the digest) of bytes or a seekable binary file; the registry checks
+        the digest too."""
+        verify_digest(data, digest, f"uploading blob {digest}")
+        size = len(data) if isinstance(data, (bytes, bytearray)) else data.seek(0, os.SEEK_END)
         scopes = (repository_scope(repository, ["pull", "push"]),)
         what = f"uploading blob {digest} to {self.registry}/{repository}"
         if not upload_url:
@@ -1116,7 +1160,7 @@ class RegistryClient:
             scopes=scopes,
             what=what,
             params={"digest": digest},
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             data=data,
             expect=(201, 204),
         )
@@ -1132,7 +1176,8 @@ def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo:
     """Make blob ``digest`` of ``src/src_repo`` exist in ``dst/dst_repo``.
 
     Within one registry it is a cross-repository mount (no data moves; a blob the repository already
-    has is a no-op); across registries it is uploaded unless it is already there.
+    has is a no-op); across registries it is uploaded unless it is already there, through a temporary file
+    (``TMPDIR``), so a layer never has to fit in memory.
     """
     upload_url = ""
     if src.registry == dst.registry:
@@ -1141,7 +1186,9 @@ def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo:
             return
     elif dst.blob_exists(dst_repo, digest):
         return
-    dst.upload_blob(dst_repo, digest, src.get_blob(src_repo, digest), upload_url)
+    with tempfile.TemporaryFile() as spool:
+        src.download_blob(src_repo, digest, spool)
+        dst.upload_blob(dst_repo, digest, spool, upload_url)
 
 
 def copy_manifest_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, manifest: dict) -> None:

@@ -15,7 +15,8 @@ description:
   - The platform of each image is read from its config unless given; sources that are indexes themselves are
     flattened into their platform entries. Two sources for the same platform are an error.
   - Sources in another repository (or another registry) are copied into the repository of O(name) first; blobs
-    are mounted across repositories of the same registry, else copied, and every manifest is checked by digest.
+    are mounted across repositories of the same registry, else copied through a temporary file (in C(TMPDIR), so a
+    layer need not fit in memory), and every manifest and blob is checked by digest.
     The tag moves only with the single, final PUT of the index, after everything it references is in place.
   - Idempotent. When the index at O(name) already has the same content (media type, entries, annotations),
     nothing is pushed.

@@ -3,12 +3,15 @@
 The plain-HTTP paths (keep-alive, redirects, a forward proxy, a server that closes idle connections) are
 unit-tested on loopback servers; here the TLS ones run against the real registries: verification with the
 test CA and without it, and HTTPS through a ``CONNECT`` proxy (a small relay in this file, with proxy
-credentials) to the Basic-auth registry and to the Bearer registry and its token server.
+credentials) to the Basic-auth registry and to the Bearer registry and its token server. And a layer copied
+from the plain registry to the TLS one goes through a file: the process' memory does not grow with it.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import os
 import select
 import socket
 import socketserver
@@ -22,7 +25,10 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     Credentials,
     RegistryClient,
     RegistryError,
+    compute_digest,
 )
+
+from .helpers import VENV_BIN, run
 
 PROXY_USER, PROXY_PASSWORD = "proxy-user", "proxy:secret"
 
@@ -113,3 +119,48 @@ def test_tls_verification(testenv, monkeypatch):
         RegistryClient(conf["address"], credentials=creds).list_tags(repository)
     assert RegistryClient(conf["address"], credentials=creds, validate_certs=False).list_tags(repository) == []
     assert RegistryClient(conf["address"], credentials=creds, ca_cert=conf["ca_file"]).list_tags(repository) == []
+
+
+# In a fresh interpreter: the peak resident memory (KiB) before and after copy_blob moves the blob.
+COPY_SCRIPT = """
+import json, resource, sys
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import Credentials, RegistryClient, copy_blob
+a = json.loads(sys.argv[1])
+src = RegistryClient(a["src"])
+dst = RegistryClient(a["dst"], credentials=Credentials(a["user"], a["password"]), ca_cert=a["ca"])
+src.blob_exists(a["repo"], a["digest"]), dst.blob_exists(a["repo"], a["digest"])  # imports, TLS, tokens: not the copy
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+copy_blob(src, a["repo"], dst, a["repo"], a["digest"])
+print(json.dumps([before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))
+"""
+
+
+def test_a_layer_crosses_registries_through_a_file_not_memory(testenv, tmp_path, monkeypatch):
+    """A 64 MiB layer, uploaded from a file to the plain registry, then copied to the TLS registry by copy_blob (what
+    manifest and image_build do across registries): the copy's peak memory grows by less than 16 MiB."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    conf, creds = registry_conf(testenv, "registry_tls")
+    layer = tmp_path / "layer"
+    with layer.open("wb") as out:
+        for _chunk in range(64):
+            out.write(os.urandom(1 << 20))
+    repository = f"fleet-test/big-{uuid.uuid4().hex[:8]}"
+    src = RegistryClient(testenv["registry"])
+    dst = RegistryClient(conf["address"], credentials=creds, ca_cert=conf["ca_file"])
+    with layer.open("rb") as blob:
+        digest = compute_digest(blob)
+        src.upload_blob(repository, digest, blob)
+    try:
+        assert src.blob_exists(repository, digest) and not dst.blob_exists(repository, digest)
+        args = {"src": testenv["registry"], "dst": conf["address"], "user": creds.username}
+        args.update(password=creds.password, ca=conf["ca_file"], repo=repository, digest=digest)
+        proc = run([str(VENV_BIN / "python"), "-c", COPY_SCRIPT, json.dumps(args)], timeout=300)
+        before, after = json.loads(proc.stdout)
+        assert dst.blob_exists(repository, digest)
+        assert after - before < 16 * 1024, (before, after)  # KiB
+    finally:
+        for client in (src, dst):
+            client.request(
+                "DELETE", f"{repository}/blobs/{digest}", scopes=(f"repository:{repository}:*",), expect=(202, 404)
+            )

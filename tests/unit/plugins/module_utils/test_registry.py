@@ -352,6 +352,12 @@ class StubSession:
         item = self.script.pop(0)
         if isinstance(item, Exception):
             raise item
+        sink = kwargs.get("sink")
+        if sink is not None and 200 <= item.status_code < 300:  # as the transport does: the body goes to the file
+            sink.seek(0)
+            sink.truncate()
+            sink.write(item.content)
+            return reg.Response(item.status_code, item.headers, b"", item.url)
         return item
 
     def get(self, url, **kwargs):
@@ -398,6 +404,21 @@ def test_get_blob_verifies_digest():
     assert cli.get_blob("library/busybox", digest) == body
     with pytest.raises(reg.DigestMismatch):
         cli.get_blob("library/busybox", digest)
+
+
+def test_download_blob_writes_the_file_and_verifies_it(tmp_path):
+    body = fixture_bytes("busybox-armhf-config.json")
+    digest = reg.compute_digest(body)
+    cli, session, _sleeps = client([response(200, body), response(200, body[:-1])])
+    with (tmp_path / "blob").open("w+b") as sink:
+        sink.write(b"stale bytes, longer than nothing")
+        cli.download_blob("library/busybox", digest, sink)
+        sink.seek(0)
+        assert sink.read() == body
+        assert reg.compute_digest(sink) == digest  # a file is hashed from its start
+        with pytest.raises(reg.DigestMismatch, match=digest):
+            cli.download_blob("library/busybox", digest, sink)
+    assert session.calls[0]["sink"] is not None and session.calls[0]["url"].endswith(f"/blobs/{digest}")
 
 
 def test_retries_5xx_and_connection_errors_with_backoff():
@@ -931,6 +952,34 @@ def test_transport_chooses_the_proxy_again_after_a_redirect(monkeypatch, recorde
     assert (blob.status_code, blob.content) == (200, b"layer")
     assert [r["path"] for r in registry_seen] == ["/v2/a/blobs/x"]  # direct
     assert [r["path"] for r in proxy_seen] == ["http://10.8.8.8:9000/blob"]
+
+
+def test_transport_sends_a_file_and_writes_an_answer_into_a_sink(recorder, tmp_path):
+    """Blobs go through files a chunk at a time: a file body is sent from its start (whatever its position), a 2xx
+    body replaces what the sink held, and an error's body stays in the answer for the message."""
+    payload = bytes(range(256)) * (3 * reg.CHUNK // 256) + b"tail"
+    address, seen = recorder(
+        {"/upload": (201, {}, b""), "/blob": (200, {}, payload), "/missing": (404, {}, b'{"errors": []}')}
+    )
+    transport = reg.Transport()
+    with (tmp_path / "body").open("w+b") as body:
+        body.write(payload)  # left at its end
+        headers = {"Content-Length": str(len(payload))}
+        assert (
+            transport.request("PUT", f"http://{address}/upload", data=body, headers=headers, timeout=5).status_code
+            == 201
+        )
+    assert seen[0]["body"] == payload
+    with (tmp_path / "sink").open("w+b") as sink:
+        sink.write(b"stale" * 10**6)
+        blob = transport.request("GET", f"http://{address}/blob", sink=sink, timeout=5)
+        assert (blob.status_code, blob.content) == (200, b"")
+        sink.seek(0)
+        assert sink.read() == payload
+        missing = transport.request("GET", f"http://{address}/missing", sink=sink, timeout=5)
+        assert (missing.status_code, missing.content) == (404, b'{"errors": []}')
+        sink.seek(0)
+        assert sink.read() == payload
 
 
 def test_transport_follows_redirects_and_keeps_credentials_at_home(recorder):
