@@ -25,7 +25,6 @@ import json
 import os
 import re
 import select
-import shutil
 import socket
 import ssl
 import tempfile
@@ -81,6 +80,11 @@ class ImageReferenceError(ValueError):
 
 class DigestMismatch(RegistryError):
     """Content whose digest is not the one asked for or announced."""
+
+
+class SpoolError(RegistryError):
+    """A blob could not be written to its temporary file (the disk is full, ``TMPDIR`` is not writable): not the
+    registry's fault, so it is neither retried nor reported as a connection problem."""
 
 
 # --------------------------------------------------------------------------- references
@@ -520,9 +524,9 @@ class Transport:
     It does what the registry client needs and no more: TLS verified against the system's CA store or a
     given bundle (each context built once), proxies from the environment, chosen for each URL, the target
     of a redirect too (``http://`` proxies; HTTPS goes through a ``CONNECT`` tunnel), redirects (credentials
-    stay with their origin), form and query
-    parameters, Basic credentials for token servers. An idle connection the server has closed is noticed
-    before it is reused; a request cut on a reused connection is sent again once on a new connection.
+    stay with their origin), form and query parameters, Basic credentials for token servers, blobs sent from
+    and written to files. An idle connection the server has closed is noticed before it is reused; a request
+    cut on a reused connection is sent again once on a new connection.
     """
 
     MAX_IDLE = 16
@@ -612,6 +616,9 @@ class Transport:
                 conn.request(method, target, body=body, headers=headers)
                 answer = conn.getresponse()
                 content = _read_answer(answer, sink)
+            except SpoolError:
+                conn.close()  # the rest of the answer is still on the way
+                raise
             except ssl.SSLError as exc:
                 conn.close()
                 if resend and isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
@@ -686,13 +693,31 @@ class Transport:
 
 
 def _read_answer(answer, sink) -> bytes:
-    """The body of ``answer``; a 2xx body goes into ``sink`` instead (from its start, so a resend overwrites it)."""
+    """The body of ``answer``; a 2xx body goes into ``sink`` instead (from its start, so a resend overwrites it).
+
+    A read that fails is the connection's (``OSError``, for the caller to report); a write that fails is the
+    sink's (:class:`SpoolError`).
+    """
     if sink is None or not 200 <= answer.status < 300:
         return answer.read()
-    sink.seek(0)
-    sink.truncate()
-    shutil.copyfileobj(answer, sink, CHUNK)
+    try:
+        sink.seek(0)
+        sink.truncate()
+    except OSError as exc:
+        raise _spool_error(exc) from None
+    for chunk in iter(lambda: answer.read(CHUNK), b""):
+        try:
+            sink.write(chunk)
+        except OSError as exc:
+            raise _spool_error(exc) from None
     return b""
+
+
+def _spool_error(exc: OSError) -> SpoolError:
+    return SpoolError(
+        f"cannot write a blob to its temporary file in {tempfile.gettempdir()}: {exc}; free some space there or"
+        " point TMPDIR to a directory with room for the largest layers copied at once"
+    )
 
 
 def _dropped(sock) -> bool:
@@ -1186,7 +1211,11 @@ def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo:
             return
     elif dst.blob_exists(dst_repo, digest):
         return
-    with tempfile.TemporaryFile() as spool:
+    try:
+        spool = tempfile.TemporaryFile()
+    except OSError as exc:
+        raise _spool_error(exc) from None
+    with spool:
         src.download_blob(src_repo, digest, spool)
         dst.upload_blob(dst_repo, digest, spool, upload_url)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import http.client
 import http.server
+import io
 import json
 import socket
 import threading
@@ -980,6 +982,23 @@ def test_transport_sends_a_file_and_writes_an_answer_into_a_sink(recorder, tmp_p
         assert (missing.status_code, missing.content) == (404, b'{"errors": []}')
         sink.seek(0)
         assert sink.read() == payload
+
+
+class FullDisk(io.BytesIO):
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_is_not_a_connection_problem(recorder):
+    """A blob that cannot be written to its file fails at once and says what to do, instead of being retried and
+    reported as an unreachable registry."""
+    body = b"layer" * 1000
+    digest = reg.compute_digest(body)
+    address, seen = recorder({f"/v2/a/blobs/{digest}": (200, {}, body)})
+    cli = reg.RegistryClient(address, probe=lambda *a: False, sleep=lambda seconds: pytest.fail("retried"))
+    with pytest.raises(reg.SpoolError, match=r"No space left on device; .* TMPDIR"):
+        cli.download_blob("a", digest, FullDisk())
+    assert len(seen) == 1
 
 
 def test_transport_follows_redirects_and_keeps_credentials_at_home(recorder):
