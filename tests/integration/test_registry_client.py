@@ -68,14 +68,19 @@ class ConnectRelay(socketserver.BaseRequestHandler):
 
 
 @pytest.fixture
-def connect_proxy(monkeypatch):
+def direct(monkeypatch):
+    """No proxy from the environment: the registries are reached directly."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def connect_proxy(direct, monkeypatch):
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), ConnectRelay)
     server.daemon_threads = True
     server.seen = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("HTTPS_PROXY", f"http://{PROXY_USER}:proxy%3Asecret@127.0.0.1:{server.server_address[1]}")
     yield server.seen
     server.shutdown()
@@ -110,9 +115,7 @@ def test_bearer_registry_and_its_token_server_through_a_connect_proxy(testenv, c
     assert targets == {conf["address"], conf["realm"].split("/")[2]}
 
 
-def test_tls_verification(testenv, monkeypatch):
-    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+def test_tls_verification(testenv, direct):
     conf, creds = registry_conf(testenv, "registry_tls")
     repository = f"fleet-test/tls-{uuid.uuid4().hex[:8]}"
     with pytest.raises(RegistryError, match=r"certificate verify failed.*give ca_cert"):
@@ -135,11 +138,9 @@ print(json.dumps([before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))
 """
 
 
-def test_a_layer_crosses_registries_through_a_file_not_memory(testenv, tmp_path, monkeypatch):
+def test_a_layer_crosses_registries_through_a_file_not_memory(testenv, tmp_path, direct):
     """A 64 MiB layer, uploaded from a file to the plain registry, then copied to the TLS registry by copy_blob (what
     manifest and image_build do across registries): the copy's peak memory grows by less than 16 MiB."""
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
     conf, creds = registry_conf(testenv, "registry_tls")
     layer = tmp_path / "layer"
     with layer.open("wb") as out:
