@@ -128,6 +128,38 @@ def parse_checksum(value: str) -> str:
     return match.group(1).lower()
 
 
+_SYMBOLIC_MODE = re.compile(r"^[ugoa]*[-+=](?:[rwxXst]*|[ugo])(?:[-+=](?:[rwxXst]*|[ugo]))*$")
+
+
+def parse_mode(value) -> str:
+    """Check the plugin file's ``mode`` before anything is touched; returns it as Ansible's file modules take it.
+
+    Octal (``0755``, ``755``, ``0o755`` or an int, as YAML reads an unquoted ``0755``) must let the owner
+    execute the file: the docker CLI runs plugins, and a non-executable one is silently not found. Symbolic
+    modes (``u=rwx,go=rx``) are checked for their form; they apply to the file's current mode.
+    """
+    text = str(value).strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif re.fullmatch(r"(?:0o)?[0-7]{1,4}", text):
+        number = int(text[2:] if text.startswith("0o") else text, 8)
+    elif text and all(_SYMBOLIC_MODE.match(part) for part in text.split(",")):
+        return text
+    else:
+        raise BuildxError(
+            f"invalid mode {value!r}: write an octal mode in quotes such as '0755', or a symbolic one such as"
+            " 'u=rwx,go=rx'; nothing was installed"
+        )
+    if not 0 <= number <= 0o7777:
+        raise BuildxError(f"invalid mode {value!r}: an octal mode is at most 07777; nothing was installed")
+    if not number & 0o100:
+        raise BuildxError(
+            f"mode {number:04o} does not let the owner execute the plugin, so the docker CLI would not run it:"
+            " give the owner x, for example '0755'; nothing was installed"
+        )
+    return f"{number:04o}"
+
+
 def parse_checksums(text: str) -> dict:
     """A ``sha256sum`` style file (``<hex> *name`` or ``<hex>  name`` per line) -> {name: hex}."""
     out = {}

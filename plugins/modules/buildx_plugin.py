@@ -85,7 +85,10 @@ options:
     type: path
   mode:
     description:
-      - Permissions of the installed file.
+      - Permissions of the installed file, octal (V('0755'), quoted so YAML keeps it a string) or symbolic
+        (V(u=rwx,go=rx)).
+      - An octal mode must let the owner execute the file (the docker CLI runs plugins); an invalid or
+        non-executable mode fails the task before anything is downloaded or written.
     type: raw
     default: '0755'
   validate_certs:
@@ -232,6 +235,7 @@ class PluginInstaller:
     def __init__(self, module):
         self.module = module
         self.params = module.params
+        self.params["mode"] = bx.parse_mode(self.params["mode"])  # every option checked before anything is touched
         directory, self.owner = plugin_dir_for(self.params["scope"], self.params["owner"], self.params["plugin_dir"])
         self.path = os.path.join(directory, PLUGIN_NAME)
         self.result = {"changed": False, "path": self.path, "sha256": "", "version": "", "url": ""}

@@ -20,6 +20,7 @@ description:
     keeps its owner and mode. The directory is created (C(0755)) when it is missing. When O(path) is a
     symbolic link, the file it points to is written and the link is kept.
   - A file that is not a JSON object is never overwritten - the task fails and says where it cannot be read.
+  - Settings the engine would refuse are never written (O(validate)).
   - The engine reads C(daemon.json) only when it starts; restart it (a handler) when the task reports a change.
     The roles M(fleet.multiarch.build_host) and M(fleet.multiarch.device) do that.
 author:
@@ -42,6 +43,24 @@ options:
       - Keep a copy of the file as it was, with a timestamp in its name, when it is changed.
     type: bool
     default: false
+  validate:
+    description:
+      - Have the engine check the merged configuration before the file is written, so that a misspelt key
+        (C(log-drivr)), a value of the wrong type (C(registry-mirrors: 5)) or a value the engine refuses
+        (C(log-level: loud)) fails the task with the engine's own message and leaves the file as it was,
+        instead of an engine that does not start after the restart this change notifies.
+      - Engines with C(dockerd --validate) (Docker 23 and newer) run it. Older engines (Debian 12's 20.10)
+        load the configuration in a start as the unprivileged user C(nobody) (through C(setpriv)), which checks
+        it and stops at the engine's root check before it creates anything.
+      - Runs only when the file would change, in check mode too. Without a C(dockerd) on the host the file is
+        written unchecked, with a warning.
+    type: bool
+    default: true
+  dockerd:
+    description:
+      - The engine binary that checks the configuration (O(validate)); by default C(dockerd) on C(PATH) or in
+        C(/usr/bin), C(/usr/sbin), C(/usr/local/bin).
+    type: path
 attributes:
   check_mode:
     support: full
@@ -100,89 +119,44 @@ backup_file:
   sample: /etc/docker/daemon.json.12345.2026-11-29@12:00:00~
 """
 
-import json
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleet.multiarch.plugins.module_utils._daemon_json import (
+    DaemonJsonError,
+    EngineCheck,
+    merged,
+    parse,
+    read,
+    render,
+    write,
+)
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "default": "/etc/docker/daemon.json"},
     "settings": {"type": "dict", "required": True},
     "backup": {"type": "bool", "default": False},
+    "validate": {"type": "bool", "default": True},
+    "dockerd": {"type": "path"},
 }
 
 
-class DaemonJsonError(Exception):
-    """The file cannot be read or written; the message says what to fix."""
-
-
-def merged(current: dict, settings: dict) -> dict:
-    """``settings`` over ``current``: objects merged key by key, any other value replaced (as Jinja's
-    ``combine(recursive=True)`` does)."""
-    result = dict(current)
-    for key, value in settings.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
-def render(config: dict) -> str:
-    """The file's text: sorted keys, two-space indent, a final newline (what ``to_nice_json(indent=2)`` writes)."""
-    return json.dumps(config, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
-
-
-def parse(text: str, path: str) -> dict:
-    """The file's configuration; an empty file is ``{}``."""
-    if not text.strip():
-        return {}
-    try:
-        config = json.loads(text)
-    except ValueError as exc:
+def check_with_engine(module: AnsibleModule, text: str, path: str) -> None:
+    """Refuse, before anything is written, a configuration the engine would not start with."""
+    dockerd = EngineCheck.find(module.params["dockerd"], module.get_bin_path)
+    if dockerd is None:
+        module.warn(f"no dockerd on this host to check {path} with: written without the engine's check")
+        return
+    problem = EngineCheck(module.run_command, dockerd).problem(text, path)
+    if problem is None:
+        module.warn(f"{dockerd} has no --validate and setpriv is missing: {path} written without the engine's check")
+    elif problem:
         raise DaemonJsonError(
-            f"{path} is not valid JSON ({exc}); fix or remove it - the engine cannot start with it either."
-            " Nothing was written"
-        ) from None
-    if not isinstance(config, dict):
-        raise DaemonJsonError(
-            f"{path} holds a JSON {type(config).__name__}, not an object; the engine needs an object of settings."
-            " Nothing was written"
+            f"the engine ({dockerd}) refuses the merged settings: {problem}. {path} was left as it was; fix the"
+            " setting (https://docs.docker.com/reference/cli/dockerd/#daemon-configuration-file lists them),"
+            " or set validate: false to write it anyway"
         )
-    return config
-
-
-def read(path: str) -> str | None:
-    """The file's text, or None when it does not exist."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DaemonJsonError(f"cannot read {path}: {exc}") from None
-
-
-def write(module: AnsibleModule, path: str, text: str, exists: bool) -> None:
-    """``text`` into ``path`` through a temporary file in the same directory, renamed over it."""
-    directory = os.path.dirname(path) or "."
-    try:
-        if not os.path.isdir(directory):
-            os.makedirs(directory)
-            module.set_mode_if_different(directory, "0755", False)  # whatever the umask
-        fd, tmp = tempfile.mkstemp(prefix=".daemon.json.", dir=directory)
-    except OSError as exc:
-        raise DaemonJsonError(f"cannot write in {directory}: {exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        module.atomic_move(tmp, path)  # keeps an existing file's owner, mode and SELinux context
-        if not exists:
-            module.set_mode_if_different(path, "0644", False)  # whatever the umask
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main():
@@ -199,7 +173,8 @@ def main():
         if before_text is not None and config == current:
             module.exit_json(**result)
         after_text = render(config)
-        result["changed"] = True
+        if module.params["validate"]:
+            check_with_engine(module, after_text, path)
         diff = {
             "before_header": path,
             "after_header": path,
@@ -211,6 +186,7 @@ def main():
                 result["backup_file"] = module.backup_local(path)
             # through a symbolic link to the file it points to, which keeps the link
             write(module, os.path.realpath(path), after_text, exists=before_text is not None)
+        result["changed"] = True
     except DaemonJsonError as exc:
         module.fail_json(msg=str(exc), **result)
     module.exit_json(diff=diff, **result)

@@ -214,3 +214,25 @@ def test_skip_checksum_installs_and_is_idempotent_by_content(release, docker_con
     assert (first["changed"], first["sha256"]) == (True, release["sha256"]), first
     assert run_module("fleet.multiarch.buildx_plugin", args, check_mode=True)["changed"] is False
     assert run_module("fleet.multiarch.buildx_plugin", args)["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("rwxr-xr-x", "invalid mode 'rwxr-xr-x'"),
+        ("0644", "mode 0644 does not let the owner execute"),
+        (0o10000, "at most 07777"),
+    ],
+)
+def test_bad_mode_is_refused_before_anything_is_touched(release, installed, docker_config, mode, message):
+    """Today's fault: an invalid mode failed only after the plugin had been moved into place, not executable."""
+    args = {"url": release["base"] + f"/{ASSET}", "checksum_url": release["base"] + "/checksums.txt", "mode": mode}
+    result = run_module("fleet.multiarch.buildx_plugin", dict(args, plugin_dir=str(installed.parent)))
+    assert result.get("failed") is True and result.get("changed", False) is False, result
+    assert message in result["msg"] and "nothing was installed" in result["msg"]
+    assert_untouched(installed, release)
+    assert oct(installed.stat().st_mode & 0o777) == "0o755"
+    fresh = docker_config.parent / "fresh" / "cli-plugins"
+    result = run_module("fleet.multiarch.buildx_plugin", dict(args, plugin_dir=str(fresh)))
+    assert result.get("failed") is True and result.get("changed", False) is False, result
+    assert not fresh.exists(), "a refused task created the plugin directory"

@@ -328,3 +328,37 @@ def test_runner_failure_carries_command_and_last_error():
         bx.DockerCLI(module).remove("x")
     assert str(err.value) == "docker buildx rm x failed: failed to remove x"
     assert err.value.to_result()["cmd"] == ["/usr/bin/docker", "buildx", "rm", "--", "x"]
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("0755", "0755"),
+        ("755", "0755"),
+        ("0o750", "0750"),
+        (0o755, "0755"),
+        ("0700", "0700"),
+        ("u=rwx,go=rx", "u=rwx,go=rx"),
+        ("a+x", "a+x"),
+    ],
+)
+def test_parse_mode_accepts(value, want):
+    assert bx.parse_mode(value) == want
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("rwxr-xr-x", "invalid mode 'rwxr-xr-x'"),
+        ("0o9z", "invalid mode"),
+        ("", "invalid mode"),
+        ("0644", "does not let the owner execute"),
+        (0o644, "does not let the owner execute"),
+        ("77777", "invalid mode"),
+        (0o10000, "at most 07777"),
+        ("u=rwx,g=q", "invalid mode"),
+    ],
+)
+def test_parse_mode_refuses(value, words):
+    with pytest.raises(bx.BuildxError, match=words):
+        bx.parse_mode(value)

@@ -7,10 +7,12 @@ import json
 import os
 import re
 import stat
+from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.fleet.multiarch.plugins.module_utils import _daemon_json as dj
 from ansible_collections.fleet.multiarch.plugins.modules import daemon_json as mod
 
 # A daemon.json as an operator or a package writes it: four-space indent, keys not in order.
@@ -23,6 +25,9 @@ HAND_WRITTEN = """{
 
 
 def run_main(args: dict, capsys, check_mode: bool = False, diff: bool = False) -> dict:
+    """main() on a file of the test; the engine's check is tested on captured output below and for real in
+    tests/integration/test_daemon_json.py."""
+    args = {"validate": False, **args}
     if check_mode:
         args = {**args, "_ansible_check_mode": True}
     if diff:
@@ -35,19 +40,19 @@ def run_main(args: dict, capsys, check_mode: bool = False, diff: bool = False) -
 def test_objects_merge_key_by_key_and_other_values_are_replaced():
     current = {"log-opts": {"max-size": "10m", "max-file": "3"}, "registry-mirrors": ["http://a"], "debug": True}
     settings = {"log-opts": {"max-size": "20m"}, "registry-mirrors": ["http://b"], "features": {"x": True}}
-    assert mod.merged(current, settings) == {
+    assert dj.merged(current, settings) == {
         "log-opts": {"max-size": "20m", "max-file": "3"},
         "registry-mirrors": ["http://b"],
         "debug": True,
         "features": {"x": True},
     }
     assert current["log-opts"] == {"max-size": "10m", "max-file": "3"}  # the input is not modified
-    assert mod.merged({"log-opts": "text"}, {"log-opts": {"a": "1"}}) == {"log-opts": {"a": "1"}}
+    assert dj.merged({"log-opts": "text"}, {"log-opts": {"a": "1"}}) == {"log-opts": {"a": "1"}}
 
 
 def test_render_matches_what_the_roles_wrote_with_to_nice_json():
     # the text of Jinja's to_nice_json(indent=2), so files written by earlier versions of the roles stay unchanged
-    assert mod.render({"b": [1, 2], "a": {"d": "x", "c": True}}) == (
+    assert dj.render({"b": [1, 2], "a": {"d": "x", "c": True}}) == (
         '{\n  "a": {\n    "c": true,\n    "d": "x"\n  },\n  "b": [\n    1,\n    2\n  ]\n}\n'
     )
 
@@ -182,3 +187,57 @@ def test_an_unreadable_parent_is_reported(tmp_path, capsys):
     result = run_main({"path": str(blocker / "daemon.json"), "settings": {"debug": True}}, capsys)
     assert result["failed"] is True
     assert result["msg"].startswith(f"cannot read {blocker / 'daemon.json'}: ")
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "daemon_json"
+
+
+def captured(name: str) -> tuple:
+    """(rc, out, err) of a real engine's check (fixtures/daemon_json/SOURCE)."""
+    return tuple(
+        int(text) if ext == "rc" else text
+        for ext, text in ((e, (FIXTURES / f"{name}.{e}").read_text()) for e in ("rc", "out", "err"))
+    )
+
+
+COPY_DIR = "/tmp/djv"  # noqa: S108 - where the captured files were checked
+LEGACY = ["/usr/sbin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+@pytest.mark.parametrize(
+    ("help_text", "euid", "setpriv", "want"),
+    [
+        ("  --validate   Validate daemon configuration and exit", 0, None, ["d", "--validate", "--config-file", "c"]),
+        ("  --tls   Use TLS", 1000, None, ["d", "--config-file", "c"]),
+        ("  --tls   Use TLS", 0, "/usr/sbin/setpriv", [*LEGACY, "d", "--config-file", "c"]),
+        ("  --tls   Use TLS", 0, None, None),
+    ],
+)
+def test_check_argv(help_text, euid, setpriv, want):
+    assert dj.check_argv("d", help_text, "c", euid, setpriv) == want
+
+
+@pytest.mark.parametrize(
+    ("engine", "argv"),
+    [("legacy", [*LEGACY, "/usr/sbin/dockerd", "--config-file"]), ("modern", ["dockerd", "--validate"])],
+)
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("good", None),
+        ("bad", ["the following directives don't match any configuration option: log-drivr"]),
+        ("type", ["cannot unmarshal number", "registry-mirrors", "[]string"]),
+        ("value", ["loud"]),
+    ],
+)
+def test_check_problem_on_real_engines_output(engine, argv, name, words):
+    copy = f"{COPY_DIR}/{name}.json"
+    problem = dj.check_problem([*argv, copy], captured(f"{engine}-{name}"), copy, "/etc/docker/daemon.json")
+    if words is None:
+        assert problem == ""
+        return
+    for word in words:
+        assert word in problem, (word, problem)
+    assert COPY_DIR not in problem and "level=info" not in problem
+    if name != "value":
+        assert "/etc/docker/daemon.json" in problem
