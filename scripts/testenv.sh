@@ -110,13 +110,15 @@ ensure_trixie_lists() {
 # binfmt_misc and QEMU
 # ---------------------------------------------------------------------------------------------------
 # The collection's own fleet.multiarch.binfmt module: it mounts binfmt_misc, registers Debian's static
-# QEMU emulators with the F flag (so emulation works inside containers), replaces differing entries
-# and proves each platform by running a tiny foreign ELF. Not persisted: this script runs every time.
+# QEMU emulators with its default flags PCF (F: emulation works inside containers; P: programs keep their
+# argv[0], which busybox needs; C: setuid programs such as sudo work in emulated builds), replaces
+# differing entries and proves each platform by running a tiny foreign ELF that checks its argv[0].
+# Not persisted: this script runs every time.
 setup_binfmt() {
   local out
   if ! out=$(ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 ANSIBLE_NOCOLOR=1 \
     "$VENV/bin/ansible" localhost -c local -o -e "ansible_python_interpreter=$VENV/bin/python" \
-    -m fleet.multiarch.binfmt -a "{\"platforms\": [$EMULATED_PLATFORMS], \"flags\": \"F\", \"persist\": false}" 2>&1); then
+    -m fleet.multiarch.binfmt -a "{\"platforms\": [$EMULATED_PLATFORMS], \"flags\": \"PCF\", \"persist\": false}" 2>&1); then
     printf '%s\n' "$out" >&2
     die "fleet.multiarch.binfmt could not register the QEMU emulators"
   fi
@@ -439,12 +441,20 @@ publish_index() {
     { cat "$CACHE/imagetools.log" >&2; die "publishing the index $target failed"; }
 }
 
+# Debian's dynamic busybox (not busybox-static) with the glibc it links against: the shape of Docker Hub's
+# busybox:glibc. busybox-static is built as a standalone shell that runs applets by re-executing
+# /proc/self/exe, which loses the applet's name under QEMU without binfmt's P flag; Hub's busybox runs
+# applets through the links in /bin, as this one does (docs/binfmt.md has the measurements).
 fetch_busybox_debs() {
-  local d="$CACHE/busybox" mirror p arch
+  local d="$CACHE/busybox" mirror p arch absent=0
   local want=()
-  for p in "${BUSYBOX_PLATFORMS[@]}"; do want+=("busybox-static:${p##*:}"); done
-  if ls "$d"/busybox-static_*_{amd64,arm64,armhf,armel}.deb >/dev/null 2>&1; then return 0; fi
-  mirror=$(debian_mirror main) || die "no Debian mirror in /etc/apt/sources*; cannot fetch busybox-static"
+  for p in "${BUSYBOX_PLATFORMS[@]}"; do
+    arch=${p##*:}
+    want+=("busybox:$arch" "libc6:$arch")
+    ls "$d"/busybox_*_"$arch".deb "$d"/libc6_*_"$arch".deb >/dev/null 2>&1 || absent=1
+  done
+  [ "$absent" -eq 0 ] && return 0
+  mirror=$(debian_mirror main) || die "no Debian mirror in /etc/apt/sources*; cannot fetch busybox"
   mkdir -p "$d" "$CACHE/apt/bookworm-ports"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $DEBIAN_SUITE main" > "$CACHE/apt/bookworm-ports/sources.list"
   local archopts=()
@@ -453,9 +463,69 @@ fetch_busybox_debs() {
   (cd "$d" && private_apt bookworm-ports "${archopts[@]}" download "${want[@]}" >/dev/null)
 }
 
+# busybox_rootfs DEBS ARCH ROOT APPLETS: the root of Docker Hub's busybox image: every applet of the
+# APPLETS list hard-linked in /bin, the C library, its users and groups.
+busybox_rootfs() {
+  local deb_dir=$1 arch=$2 root=$3 applets=$4 applet
+  mkdir -p "$root/bin" "$root/x"
+  dpkg-deb -x "$(ls "$deb_dir"/busybox_*_"$arch".deb)" "$root/x"
+  dpkg-deb -x "$(ls "$deb_dir"/libc6_*_"$arch".deb)" "$root/x"
+  cp "$root/x/bin/busybox" "$root/bin/busybox"
+  # the C library and the dynamic loader (lib/<triplet>, lib64 on amd64), without gconv and audit modules
+  cp -a "$root/x/lib" "$root/lib"
+  if [ -d "$root/x/lib64" ]; then cp -a "$root/x/lib64" "$root/lib64"; fi
+  rm -rf "$root"/lib/*/gconv "$root"/lib/*/audit "$root/x"
+  while read -r applet; do
+    [ "$applet" = busybox ] || ln "$root/bin/busybox" "$root/bin/$applet"
+  done <"$applets"
+  mkdir -p "$root/etc" "$root/home" "$root/root" "$root/tmp" "$root/usr/sbin" "$root/var/spool/mail" "$root/var/www"
+  chmod 1777 "$root/tmp"; chmod 700 "$root/root"
+  cat > "$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+bin:x:2:2:bin:/bin:/bin/false
+sys:x:3:3:sys:/dev:/bin/false
+sync:x:4:100:sync:/bin:/bin/sync
+mail:x:8:8:mail:/var/spool/mail:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+operator:x:37:37:Operator:/var:/bin/false
+nobody:x:65534:65534:nobody:/home:/bin/false
+EOF
+  cat > "$root/etc/group" <<'EOF'
+root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+lp:x:7:
+mail:x:8:
+kmem:x:9:
+wheel:x:10:root
+cdrom:x:11:
+dialout:x:18:
+floppy:x:19:
+video:x:28:
+audio:x:29:
+tape:x:32:
+www-data:x:33:
+operator:x:37:
+utmp:x:43:
+plugdev:x:46:
+staff:x:50:
+lock:x:54:
+netdev:x:82:
+users:x:100:
+nogroup:x:65534:
+EOF
+  printf 'root:*::0:::::\nnobody:*::0:::::\n' > "$root/etc/shadow"; chmod 640 "$root/etc/shadow"
+  printf 'hosts: files dns\n' > "$root/etc/nsswitch.conf"
+}
+
 build_busybox() {
-  local recipe tag=1.35 marker="$STATE/images/busybox.recipe" p platform arch d refs=()
-  recipe=$(printf '%s\n' "${BUSYBOX_PLATFORMS[@]}" "$DEBIAN_SUITE" v1 | sha256sum | cut -c1-16)
+  local recipe tag=1.35 marker="$STATE/images/busybox.recipe" p platform arch d refs=() applets
+  recipe=$(printf '%s\n' "${BUSYBOX_PLATFORMS[@]}" "$DEBIAN_SUITE" v2-glibc | sha256sum | cut -c1-16)
   mkdir -p "$STATE/images"
   if [ "$(cat "$marker" 2>/dev/null)" = "$recipe" ] &&
     index_has_platforms "library/busybox:latest" "${BUSYBOX_PLATFORMS[@]%%:*}"; then
@@ -463,19 +533,18 @@ build_busybox() {
   fi
   log "building busybox for ${BUSYBOX_PLATFORMS[*]%%:*}"
   fetch_busybox_debs
+  # The applet list of this host's (amd64) build of the same package: every architecture has the same.
+  applets="$CACHE/build/busybox-applets"
+  rm -rf "$CACHE/build/busybox-list"; mkdir -p "$CACHE/build/busybox-list"
+  busybox_rootfs "$CACHE/busybox" amd64 "$CACHE/build/busybox-list" /dev/null
+  chroot "$CACHE/build/busybox-list" /bin/busybox --list > "$applets" ||
+    die "cannot list the applets of Debian's busybox ($CACHE/build/busybox-list)"
   for p in "${BUSYBOX_PLATFORMS[@]}"; do
     platform=${p%%:*}; arch=${p##*:}
     d="$CACHE/build/busybox-$arch"
-    rm -rf "$d"; mkdir -p "$d/rootfs/bin" "$d/x"
-    dpkg-deb -x "$(ls "$CACHE"/busybox/busybox-static_*_"$arch".deb)" "$d/x"
-    cp "$d/x/bin/busybox" "$d/rootfs/bin/busybox"
-    for applet in sh ls cat echo uname sleep env id true false wget nc httpd mkdir rm; do
-      ln -s busybox "$d/rootfs/bin/$applet"
-    done
-    mkdir -p "$d/rootfs/etc" "$d/rootfs/tmp" "$d/rootfs/root"
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$d/rootfs/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' > "$d/rootfs/etc/group"
-    printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n' > "$d/Dockerfile"
+    rm -rf "$d"; mkdir -p "$d"
+    busybox_rootfs "$CACHE/busybox" "$arch" "$d/rootfs" "$applets"
+    printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["sh"]\n' > "$d/Dockerfile"
     push_scratch_image "$platform" "$d" "$REGISTRY/library/busybox:$tag-$arch"
     refs+=("$REGISTRY/library/busybox:$tag-$arch")
   done

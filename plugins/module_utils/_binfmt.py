@@ -401,14 +401,83 @@ _PROBE_CODE = {
 }
 
 
+# exit(argv[0][0]) per target: the first byte of the program's argv[0], read from the initial stack
+# (argc at the stack pointer, then the argv pointers), so the exit code tells whether the emulator handed
+# the program the argv[0] it was started with (binfmt flag P) or the file's path (no P).
+_ARGV0_CODE = {
+    # mov rsi, [rsp+8]; movzx edi, byte [rsi]; mov eax, 60 (exit); syscall
+    "x86_64": b"\x48\x8b\x74\x24\x08\x0f\xb6\x3e\xb8\x3c\x00\x00\x00\x0f\x05",
+    # mov esi, [esp+4]; movzx ebx, byte [esi]; mov eax, 1 (exit); int 0x80
+    "i386": b"\x8b\x74\x24\x04\x0f\xb6\x1e\xb8\x01\x00\x00\x00\xcd\x80",
+    # ldr x1, [sp, #8]; ldrb w0, [x1]; movz x8, #93 (exit); svc #0
+    "aarch64": _le32(0xF94007E1, 0x39400020, 0xD2800000 | (93 << 5) | 8, 0xD4000001),
+    # ldr r1, [sp, #4]; ldrb r0, [r1]; mov r7, #1 (exit); svc #0
+    "arm": _le32(0xE59D1004, 0xE5D10000, 0xE3A07001, 0xEF000000),
+    # ld a1, 8(sp); lbu a0, 0(a1); addi a7, zero, 93 (exit); ecall
+    "riscv64": _le32(0x00813583, 0x0005C503, (93 << 20) | (17 << 7) | 0x13, 0x00000073),
+    # ld r4, 8(r1); lbz r3, 0(r4); li r0, 1 (exit); sc
+    "ppc64le": _le32(0xE8810008, 0x88640000, 0x38000001, 0x44000002),
+    # lg %r1, 8(%r15); llgc %r2, 0(%r1); svc 1 (exit)
+    "s390x": b"\xe3\x10\xf0\x08\x00\x04\xe3\x20\x10\x00\x00\x90\x0a\x01",
+    # ld a1, 8(sp); lbu a0, 0(a1); li v0, 5058 (n64 exit); syscall
+    "mips64el": _le32(0xDFA50008, 0x90A40000, 0x24020000 | 5058, 0x0000000C),
+    # ld.d a1, sp, 8; ld.bu a0, a1, 0; addi.w a7, zero, 93 (exit); syscall 0
+    "loongarch64": _le32(0x28C02065, 0x2A0000A4, 0x02800000 | (93 << 10) | 11, 0x002B0000),
+}
+
+# The argv[0] the argv[0] probe is started with; its exit code is this string's first byte when argv[0]
+# is preserved, and "/" (the first byte of the file's absolute path) when the emulator lost it.
+ARGV0_PROBE_NAME = "A-fleet-binfmt-argv0"
+ARGV0_PRESERVED = ord(ARGV0_PROBE_NAME[0])
+ARGV0_LOST = ord("/")
+
+
+def argv0_probe_problem(rc: int, flags: str) -> str:
+    """What an argv[0] probe's exit code says is wrong with a registration with these flags ("" if nothing)."""
+    if rc == ARGV0_PRESERVED:
+        return ""
+    if rc == ARGV0_LOST and "P" in normalize_flags(flags):
+        return (
+            "the entry has the P flag but the program still got its file's path as argv[0]: the kernel (5.12 or"
+            " newer passes the flag on) or the emulator (QEMU 6.0 or newer reads it) is too old for P; upgrade"
+            " them, or register without P and with verify: false, knowing that multi-call programs such as"
+            " busybox then fail"
+        )
+    if rc == ARGV0_LOST:
+        return (
+            f"the emulator runs, but without the P flag (flags {normalize_flags(flags) or 'none'}) the program gets"
+            " its file's path as argv[0] instead of the name it was started with, so multi-call programs such as"
+            " busybox fail (`sh -c 'wc -c FILE'` exits 126 in a busybox image); add P to flags (the default is"
+            " PCF), or set verify: false to keep this registration"
+        )
+    return f"the {ARGV0_PROBE_NAME} probe exited {rc}, expected {ARGV0_PRESERVED} (the first byte of its argv[0])"
+
+
 def build_probe(target: str, code: int = PROBE_EXIT_CODE) -> bytes:
     """A minimal static ELF executable for a QEMU target that calls exit(code) (0 <= code < 128)."""
     if not 0 <= code < 128:
         raise BinfmtError(f"probe exit code must be 0..127, got {code}")
     if target not in _PROBE_SPECS:
         raise BinfmtError(f"no ELF probe for QEMU target {target!r}; known: {', '.join(sorted(_PROBE_SPECS))}")
+    return _elf(target, _PROBE_CODE[target](code))
+
+
+def build_argv0_probe(target: str) -> bytes:
+    """A minimal static ELF executable that exits with the first byte of its argv[0].
+
+    Multi-call programs (busybox, coreutils' single binary) choose what to do from argv[0]; under an
+    emulator registered without binfmt's P flag they receive the file's path instead and break. Started as
+    :data:`ARGV0_PROBE_NAME` from an absolute path, the probe exits :data:`ARGV0_PRESERVED` when argv[0]
+    reaches the program and :data:`ARGV0_LOST` when it does not.
+    """
+    if target not in _ARGV0_CODE:
+        raise BinfmtError(f"no ELF probe for QEMU target {target!r}; known: {', '.join(sorted(_ARGV0_CODE))}")
+    return _elf(target, _ARGV0_CODE[target])
+
+
+def _elf(target: str, text: bytes) -> bytes:
+    """One PT_LOAD segment holding the ELF header, the program header and ``text``, entry at ``text``."""
     bits, order, machine, flags = _PROBE_SPECS[target]
-    text = _PROBE_CODE[target](code)
     base = 0x400000
     ident = b"\x7fELF" + bytes([1 if bits == 32 else 2, 1 if order == "<" else 2, 1, 0]) + b"\x00" * 8
     if bits == 64:

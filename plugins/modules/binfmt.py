@@ -45,12 +45,21 @@ options:
     default: present
   flags:
     description:
-      - binfmt_misc flags, any of V(P) (preserve argv[0]), V(O) (open binary), V(C) (credentials; needed for
-        setuid programs such as sudo in emulated builds, implies V(O)) and V(F) (fix binary).
+      - binfmt_misc flags, any of V(P) (preserve argv[0]), V(O) (open binary), V(C) (credentials, implies V(O))
+        and V(F) (fix binary). The kernel prints them in the order C(POCF).
       - V(F) makes the kernel open the emulator at registration time, which is what makes emulation work
         inside containers and chroots that do not contain the emulator.
+      - V(P) hands the program the argv[0] it was started with instead of its file's path. Multi-call
+        programs (busybox, whose shell re-executes itself for each applet) and argv[0]-sensitive ones (a
+        login shell started as C(-bash)) need it. It needs Linux 5.12 or newer and QEMU 6.0 or newer;
+        O(verify) proves it works.
+      - V(C) computes the credentials of an emulated process from the program, not from the emulator, so
+        setuid programs such as C(sudo) work in emulated builds. The price: a setuid-root foreign program
+        runs the emulator as root, so a flaw in QEMU becomes a way to root for whoever can run such a
+        program on this host. See the Flags section of docs/binfmt.md for the measurements behind the default.
+      - The default V(PCF) is what docker/setup-qemu-action registers (C(CF)) plus V(P).
     type: str
-    default: F
+    default: PCF
   emulator_path:
     description:
       - Directory holding the static QEMU binaries C(qemu-<target>-static).
@@ -71,8 +80,11 @@ options:
     default: /etc/binfmt.d
   verify:
     description:
-      - Execute a tiny static ELF of each registered platform directly and check its exit code.
-      - A platform whose emulator does not run fails the task with a message.
+      - Execute a tiny static ELF of each registered platform directly, started with an argv[0] of its own,
+        and check that it ran and received that argv[0] (it exits with argv[0]'s first byte).
+      - A platform whose emulator does not run, or whose programs lose their argv[0] (no V(P) flag, or V(P)
+        on a kernel or QEMU too old for it), fails the task with a message; such a registration breaks
+        busybox images. Set O(verify=false) to keep a registration without V(P) anyway.
       - In check mode only platforms that need no change are verified.
     type: bool
     default: true
@@ -120,10 +132,10 @@ EXAMPLES = r"""
     platforms: [linux/arm64, linux/arm/v7]
   become: true
 
-- name: Everything QEMU can emulate, with the credentials flag for sudo in emulated builds
+- name: Everything QEMU can emulate, without the credentials flag (no setuid programs in emulated builds)
   fleet.multiarch.binfmt:
     platforms: all
-    flags: CF
+    flags: PF
   become: true
 
 - name: Emulators from a custom directory, without boot persistence
@@ -172,7 +184,7 @@ platforms:
     flags:
       description: The entry's flags as the kernel prints them.
       type: str
-      sample: F
+      sample: POCF
   sample:
     - name: qemu-aarch64
       platform: linux/arm64
@@ -180,7 +192,7 @@ platforms:
       registered: true
       enabled: true
       interpreter: /usr/bin/qemu-aarch64-static
-      flags: F
+      flags: POCF
 supported:
   description:
     - The platforms this host can now run, native first, in the shape setup-qemu-action prints.
@@ -209,7 +221,7 @@ replaced:
       old_flags: PF
       new_name: qemu-aarch64
       new_interpreter: /usr/bin/qemu-aarch64-static
-      new_flags: F
+      new_flags: POCF
 removed:
   description: Names of the entries that were removed (also those replaced under another name).
   returned: always
@@ -225,7 +237,7 @@ persisted:
     - path: /etc/binfmt.d/qemu-aarch64.conf
       action: written
 verified:
-  description: Platforms whose probe binary ran and exited with the expected code.
+  description: Platforms whose probe binary ran and received the argv[0] it was started with.
   returned: always
   type: list
   elements: str
@@ -257,7 +269,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
 ARGUMENT_SPEC = dict(
     platforms=dict(type="list", elements="str", required=True),
     state=dict(type="str", choices=["present", "absent"], default="present"),
-    flags=dict(type="str", default="F"),
+    flags=dict(type="str", default="PCF"),
     emulator_path=dict(type="path"),
     persist=dict(type="bool"),
     persist_dir=dict(type="path", default=bf.PERSIST_DIR),
@@ -420,7 +432,7 @@ class BinfmtManager:
         self.report(targets, after, (status_enabled or present) if self.check else self.kernel.status_enabled())
         if self.params["state"] == "present" and self.params["verify"]:
             changed_names = {a["name"] for a in actions}
-            self.verify([t for t in targets if not self.check or self.name(t) not in changed_names])
+            self.verify([t for t in targets if not self.check or self.name(t) not in changed_names], flags)
 
     def apply(self, actions: list) -> None:
         for act in actions:
@@ -491,38 +503,42 @@ class BinfmtManager:
             )
         self.result["supported"] = supported_platforms(self.host, entries, status_enabled)
 
-    def verify(self, targets: list) -> None:
+    def verify(self, targets: list, flags: str) -> None:
+        """Run the argv[0] probe of each target through the kernel; raise BinfmtError naming each failure."""
         if not targets:
             return
         workdir = tempfile.mkdtemp(prefix="fleet-binfmt-verify-")
-        failures = []
+        failures = {}  # problem -> platforms, so one cause shared by several platforms is said once
         try:
             for target in targets:
                 plat = platform_from_qemu_target(target).oci
                 path = os.path.join(workdir, f"probe-{target}")
                 with open(path, "wb") as handle:
-                    handle.write(bf.build_probe(target))
+                    handle.write(bf.build_argv0_probe(target))
                 os.chmod(path, 0o700)
                 try:
-                    rc, _out, err = self.module.run_command([path], handle_exceptions=False)
+                    rc, _out, err = self.module.run_command(
+                        [bf.ARGV0_PROBE_NAME], executable=path, handle_exceptions=False
+                    )
                 except OSError as exc:
-                    failures.append(
-                        f"{plat}: executing a {target} binary failed: {exc.strerror} (no working binfmt_misc"
-                        f" handler; is {workdir} on a noexec file system?)"
+                    problem = (
+                        f"executing a foreign binary failed: {exc.strerror} (no working binfmt_misc handler; is"
+                        f" {workdir} on a noexec file system?)"
                     )
-                    continue
-                if rc != bf.PROBE_EXIT_CODE:
-                    failures.append(
-                        f"{plat}: the {target} probe exited {rc}, expected {bf.PROBE_EXIT_CODE}: {err.strip()}"
-                    )
-                    continue
-                self.result["verified"].append(plat)
+                else:
+                    problem = bf.argv0_probe_problem(rc, flags)
+                    if problem and err.strip():
+                        problem += f" ({err.strip()})"
+                if problem:
+                    failures.setdefault(problem, []).append(plat)
+                else:
+                    self.result["verified"].append(plat)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if failures:
             raise bf.BinfmtError(
-                "emulation does not work for "
-                + "; ".join(failures)
+                "emulation does not work as registered for "
+                + "; for ".join(f"{', '.join(plats)}: {problem}" for problem, plats in failures.items())
                 + ". Check the emulator with `qemu-<target>-static --version` and the entry in "
                 + bf.PROC_ROOT
             )

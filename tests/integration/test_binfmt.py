@@ -110,6 +110,42 @@ def test_probes_run_under_their_emulators(tmp_path):
             assert proc.returncode == code, (target, proc.stderr)
 
 
+def test_argv0_probes_tell_a_preserved_argv0_from_a_lost_one(tmp_path):
+    """Run by each emulator with and without QEMU's -0 (what binfmt's P flag hands it): 65 ("A") or 47 ("/")."""
+    for target in bf.QEMU_TABLE:
+        path = tmp_path / f"argv0-{target}"
+        path.write_bytes(bf.build_argv0_probe(target))
+        path.chmod(0o755)
+        emulator = f"/usr/bin/qemu-{target}-static"
+        kept = run([emulator, "-0", bf.ARGV0_PROBE_NAME, str(path)], check=False, timeout=60)
+        lost = run([emulator, str(path)], check=False, timeout=60)
+        assert (kept.returncode, lost.returncode) == (bf.ARGV0_PRESERVED, bf.ARGV0_LOST), (target, kept.stderr)
+
+
+def test_a_registration_that_would_break_busybox_is_caught():
+    """Flags F alone: the emulator runs the probe, but argv[0] is lost, so verification fails and says why.
+
+    qemu-loongarch64 under the test prefix: no build of the test environment uses it.
+    """
+    name = PREFIX + "loongarch64"
+    args = {"platforms": ["loong64"], "name_prefix": PREFIX, "replace_conflicting": False, "persist": False}
+    try:
+        broken = run_module("fleet.multiarch.binfmt", dict(args, flags="F"))
+        assert broken.get("failed") is True, broken
+        assert broken["changed"] is True  # the entry was registered, and the result says so
+        assert "linux/loong64: the emulator runs, but without the P flag (flags F)" in broken["msg"]
+        assert "busybox" in broken["msg"] and "add P to flags" in broken["msg"]
+        assert broken["verified"] == []
+        assert read_entries()[name]["flags"] == "F"
+        kept = run_module("fleet.multiarch.binfmt", dict(args, flags="F", verify=False))
+        assert kept.get("failed") is not True and kept["changed"] is False, kept
+        fixed = run_module("fleet.multiarch.binfmt", args)
+        assert fixed["changed"] is True and fixed["verified"] == ["linux/loong64"], fixed
+        assert read_entries()[name]["flags"] == "POCF"
+    finally:
+        remove_raw(name)
+
+
 def test_probes_run_directly_through_binfmt(tmp_path):
     """Executed as programs: the kernel hands each one to the registered emulator (or runs it natively).
 
@@ -144,7 +180,7 @@ def test_register_check_mode_idempotence_verify_and_persist(tmp_path):
     assert [p["name"] for p in checked["platforms"]] == names
     assert not any((PROC / n).exists() for n in names), "check mode registered an entry"
     assert not persist.exists(), "check mode wrote a file"
-    assert "qemu-aarch64-static:F" in checked["diff"][0]["after"]
+    assert "qemu-aarch64-static:POCF" in checked["diff"][0]["after"]
 
     applied = run_module("fleet.multiarch.binfmt", args, diff=True)
     assert applied.get("failed") is not True, applied
@@ -167,7 +203,7 @@ def test_register_check_mode_idempotence_verify_and_persist(tmp_path):
         kernel = entries[item["name"]]
         assert item["enabled"] is kernel["enabled"] is True
         assert item["interpreter"] == kernel["interpreter"] == f"/usr/bin/qemu-{item['target']}-static"
-        assert item["flags"] == kernel["flags"] == "F"
+        assert item["flags"] == kernel["flags"] == "POCF"
         assert bytes.fromhex(kernel["magic"]) == bf.QEMU_TABLE[item["target"]].magic
         assert bytes.fromhex(kernel["mask"]) == bf.QEMU_TABLE[item["target"]].mask
 
@@ -178,7 +214,7 @@ def test_register_check_mode_idempotence_verify_and_persist(tmp_path):
         f"{bf.PERSIST_HEADER}\n"
         rf":{PREFIX}aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
         r":\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
-        ":/usr/bin/qemu-aarch64-static:F\n"
+        ":/usr/bin/qemu-aarch64-static:POCF\n"
     )
     for name in names:
         line = (persist / f"{name}.conf").read_text().splitlines()[1]
@@ -245,24 +281,24 @@ def test_replace_an_entry_with_other_interpreter_and_flags(tmp_path):
             "old_flags": "PF",
             "new_name": name,
             "new_interpreter": "/usr/bin/qemu-s390x-static",
-            "new_flags": "F",
+            "new_flags": "POCF",
         }
     ]
     assert "s390x-binfmt-P:PF" in result["diff"][0]["before"]
-    assert "qemu-s390x-static:F" in result["diff"][0]["after"]
+    assert "qemu-s390x-static:POCF" in result["diff"][0]["after"]
     assert read_entries()[name]["interpreter"] == "/usr/bin/qemu-s390x-static"
     assert result["verified"] == ["linux/s390x"]
     assert run_module("fleet.multiarch.binfmt", args)["changed"] is False
 
-    flagged = run_module("fleet.multiarch.binfmt", dict(args, flags="CF"))
+    flagged = run_module("fleet.multiarch.binfmt", dict(args, flags="PF"))
     assert flagged["changed"] is True
-    assert read_entries()[name]["flags"] == "OCF"
-    assert run_module("fleet.multiarch.binfmt", dict(args, flags="FC"))["changed"] is False
+    assert read_entries()[name]["flags"] == "PF"
+    assert run_module("fleet.multiarch.binfmt", dict(args, flags="FP"))["changed"] is False
 
 
 def test_disabled_entry_is_enabled():
     name = PREFIX + "ppc64le"
-    register_raw(bf.desired_entry("ppc64le", name, "/usr/bin/qemu-ppc64le-static", "F"))
+    register_raw(bf.desired_entry("ppc64le", name, "/usr/bin/qemu-ppc64le-static", "PCF"))
     (PROC / name).write_text("0")
     args = {"platforms": ["ppc64le"], "name_prefix": PREFIX, "replace_conflicting": False, "persist": False}
     result = run_module("fleet.multiarch.binfmt", args)
@@ -277,7 +313,7 @@ def test_real_qemu_entry_converges_and_conflicts_are_replaced(real_entry, tmp_pa
     args = {"platforms": ["loongarch64"], "persist": True, "persist_dir": str(tmp_path)}
     result = run_module("fleet.multiarch.binfmt", args, diff=True)
     assert result.get("failed") is not True, result
-    wanted = bf.desired_entry("loongarch64", "qemu-loongarch64", "/usr/bin/qemu-loongarch64-static", "F")
+    wanted = bf.desired_entry("loongarch64", "qemu-loongarch64", "/usr/bin/qemu-loongarch64-static", "PCF")
     if before is not None and not bf.same_registration(before, wanted):  # e.g. Debian's binfmt-support entry
         assert result["changed"] is True
         assert result["replaced"][0]["old_interpreter"] == before["interpreter"]
@@ -313,8 +349,8 @@ def test_verify_fails_when_the_emulator_does_not_run(tmp_path):
     result = run_module("fleet.multiarch.binfmt", args)
     try:
         assert result.get("failed") is True
-        assert "emulation does not work for linux/loong64" in result["msg"]
-        assert "exited 3, expected 42" in result["msg"]
+        assert "emulation does not work as registered for linux/loong64" in result["msg"]
+        assert "exited 3, expected 65" in result["msg"]
         assert result["changed"] is True  # the registration happened and is reported
     finally:
         remove_raw(PREFIX + "loongarch64")

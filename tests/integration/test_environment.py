@@ -229,3 +229,30 @@ def test_second_engine_uses_the_containerd_store_and_builds_an_index(testenv):
         for m in index["manifests"]
     }
     assert platforms == {"linux/amd64", "linux/arm64", "linux/arm/v7"}
+
+
+# The applets a shell script in a busybox image commonly calls; none of them was linked in the busybox image
+# this environment had before it took Docker Hub's shape (only what our own tests used was).
+SCRIPT_APPLETS = (
+    "wc -c /etc/passwd && head -n1 /etc/group && sed -n 1p /etc/passwd && awk -F: 'NR==1{print $1}' /etc/passwd"
+)
+
+
+@pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6"])
+def test_busybox_behaves_like_docker_hubs(testenv, platform):
+    """Every applet is a link in /bin, and a shell script's applets run under emulation as they do natively.
+
+    Docker Hub's busybox links every applet in /bin and its shell finds them on PATH. Debian's busybox-static
+    instead re-executes /proc/self/exe for each applet, which under QEMU without binfmt's P flag loses the
+    applet's name (`sh -c 'wc -c FILE'` exited 126 for every ARM platform).
+    """
+    image = f"{testenv['registry']}/{testenv['images']['busybox']['repository']}"
+    docker = ["docker", "run", "--rm", "--platform", platform, image]
+    run(["docker", "pull", "-q", "--platform", platform, image])
+    applets = set(run([*docker, "busybox", "--list"]).stdout.split())
+    linked = set(run([*docker, "ls", "/bin"]).stdout.split())
+    assert len(applets) > 200, applets
+    assert applets - {"busybox"} <= linked, f"applets without a link in /bin: {sorted(applets - linked)}"
+    out = run([*docker, "sh", "-c", SCRIPT_APPLETS]).stdout.split()
+    assert out[1:] == ["/etc/passwd", "root:x:0:", "root:x:0:0:root:/root:/bin/sh", "root"] and out[0].isdigit(), out
+    assert run([*docker, "id", "-gn", "nobody"]).stdout.strip() == "nogroup"

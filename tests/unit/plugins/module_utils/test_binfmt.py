@@ -396,6 +396,47 @@ def test_probe_instruction_words():
     assert bf.build_probe("x86_64")[-12:] == bytes.fromhex("bf2a000000b83c0000000f05")
 
 
+@pytest.mark.parametrize("target", sorted(EXPECTED_ELF))
+def test_argv0_probe_headers(target):
+    """Same header as the exit probe (what binfmt_misc matches), other instructions; run for real in
+    tests/integration/test_binfmt.py under each emulator, with and without the argv[0] QEMU is handed."""
+    data = bf.build_argv0_probe(target)
+    info = bf.parse_elf_header(data)
+    assert (info["bits"], info["byteorder"], info["machine"], info["flags"]) == EXPECTED_ELF[target]
+    assert info["static"] is True and info["type"] == 2
+    assert data[:16] == bf.build_probe(target)[:16]  # the same ELF identification bytes
+    assert data != bf.build_probe(target, bf.ARGV0_PRESERVED)
+    row = bf.QEMU_TABLE[target]
+    assert bf.handles({"type": "magic", "magic": row.magic.hex(), "mask": row.mask.hex()}, data)
+
+
+def test_argv0_probe_codes():
+    assert (bf.ARGV0_PRESERVED, bf.ARGV0_LOST) == (65, 47)
+    assert bf.ARGV0_PROBE_NAME[0] == "A"
+    # ldr x1, [sp, #8]; ldrb w0, [x1]; movz x8, #93; svc #0
+    assert bf.build_argv0_probe("aarch64")[-16:] == struct.pack("<IIII", 0xF94007E1, 0x39400020, 0xD2800BA8, 0xD4000001)
+
+
+@pytest.mark.parametrize(
+    ("rc", "flags", "words"),
+    [
+        (65, "F", None),
+        (65, "PCF", None),
+        (47, "F", ["without the P flag (flags F)", "busybox", "add P to flags", "verify: false"]),
+        (47, "CF", ["without the P flag (flags OCF)"]),
+        (47, "PF", ["has the P flag", "5.12", "QEMU 6.0"]),
+        (3, "PCF", ["exited 3, expected 65"]),
+        (126, "F", ["exited 126"]),
+    ],
+)
+def test_argv0_probe_problem(rc, flags, words):
+    problem = bf.argv0_probe_problem(rc, flags)
+    if words is None:
+        assert problem == ""
+    for word in words or []:
+        assert word in problem, (word, problem)
+
+
 def test_probe_errors():
     with pytest.raises(bf.BinfmtError, match="no ELF probe for QEMU target 'sparc'"):
         bf.build_probe("sparc")

@@ -72,7 +72,7 @@ def test_check_mode_plans_replacing_debian_entries(proc, emulators, amd64_host, 
         "registered": True,
         "enabled": True,
         "interpreter": f"{emulators}/qemu-aarch64-static",
-        "flags": "F",
+        "flags": "POCF",
     }
     assert [s["platform"] for s in result["skipped_platforms"]] == ["linux/386", "linux/amd64"]
     assert "runs natively" in result["skipped_platforms"][0]["reason"]
@@ -82,7 +82,7 @@ def test_check_mode_plans_replacing_debian_entries(proc, emulators, amd64_host, 
         "old_flags": "PF",
         "new_name": "qemu-aarch64",
         "new_interpreter": f"{emulators}/qemu-aarch64-static",
-        "new_flags": "F",
+        "new_flags": "POCF",
     }
     assert [p["path"] for p in result["persisted"]] == [
         str(tmp_path / "binfmt.d" / "qemu-aarch64.conf"),
@@ -96,7 +96,7 @@ def test_check_mode_plans_replacing_debian_entries(proc, emulators, amd64_host, 
     # the diff shows the kernel entries before and after, then each file
     kernel, *files = result["diff"]
     assert "aarch64-binfmt-P:PF" in kernel["before"]
-    assert "qemu-aarch64-static:F" in kernel["after"]
+    assert "qemu-aarch64-static:POCF" in kernel["after"]
     assert "jar" not in kernel["before"]
     assert len(files) == 2
     assert files[0]["before"] == ""
