@@ -54,7 +54,7 @@ options:
         login shell started as C(-bash)) need it. It needs Linux 5.12 or newer and QEMU 6.0 or newer;
         O(verify) proves it works.
       - V(C) computes the credentials of an emulated process from the program, not from the emulator, so
-        setuid programs such as C(sudo) work in emulated builds. The price: a setuid-root foreign program
+        setuid programs such as C(sudo) work in emulated builds. The price is that a setuid-root foreign program
         runs the emulator as root, so a flaw in QEMU becomes a way to root for whoever can run such a
         program on this host. See the Flags section of docs/binfmt.md for the measurements behind the default.
       - The default V(PCF) is what docker/setup-qemu-action registers (C(CF)) plus V(P).

@@ -46,8 +46,8 @@ options:
   validate:
     description:
       - Have the engine check the merged configuration before the file is written, so that a misspelt key
-        (C(log-drivr)), a value of the wrong type (C(registry-mirrors: 5)) or a value the engine refuses
-        (C(log-level: loud)) fails the task with the engine's own message and leaves the file as it was,
+        (C(log-drivr)), a value of the wrong type (a number for C(registry-mirrors)) or a value the engine refuses
+        (C(loud) for C(log-level)) fails the task with the engine's own message and leaves the file as it was,
         instead of an engine that does not start after the restart this change notifies.
       - Engines with C(dockerd --validate) (Docker 23 and newer) run it. Older engines (Debian 12's 20.10)
         load the configuration in a start as the unprivileged user C(nobody) (through C(setpriv)), which checks
