@@ -3,10 +3,11 @@
 
 # Private to the fleet.multiarch collection: not a public API, may change without notice.
 
-"""Container rollout as data: the desired configuration, what runs, the plan, health and history.
+"""Container rollout as data: the desired configuration, what runs and the plan.
 
-Everything here is pure (no Engine API, no registry, no files): the module reads the engine through
-``_engine`` and the registry through ``_registry``/``_manifest``, and passes what it read in here.
+Everything here is pure (no Engine API, no registry, no files): the manager (``_deploy``) reads the engine
+through ``_engine`` and the registry through ``_registry``/``_manifest``, and passes what it read in here.
+Health is decided in ``_waiter``, the deployment history is kept by ``_history``.
 
 What a container runs is answered from its own labels (:data:`LABEL_DIGEST`, :data:`LABEL_CONFIG`,
 ...), written when the module created it, so "same digest and same configuration" needs no other state.
@@ -30,7 +31,6 @@ PREVIOUS_SUFFIX = "-previous"
 NEXT_SUFFIX = "-next"
 OLDER_SUFFIX = "-older"
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
-HISTORY_VERSION = 1
 
 
 class RolloutError(ValueError):
@@ -333,193 +333,10 @@ def no_platform_message(reference: str, platform: str, platforms: list) -> str:
     )
 
 
-# --------------------------------------------------------------------------- health
-
-
-def container_state(attrs: dict) -> tuple:
-    """``(state, detail)`` from inspect data: ``exited`` (with code and error), ``running`` or ``gone``."""
-    if not attrs:
-        return "gone", "the container no longer exists"
-    state = attrs.get("State") or {}
-    if state.get("Running") and not state.get("Restarting"):
-        return "running", "running"
-    detail = f"the container is {state.get('Status') or 'not running'} (exit code {state.get('ExitCode', '?')})"
-    if state.get("Error"):
-        detail += f": {state['Error']}"
-    if state.get("OOMKilled"):
-        detail += " (killed: out of memory)"
-    return "exited", detail
-
-
-def docker_health(attrs: dict) -> tuple:
-    """``(status, detail)`` of the image's HEALTHCHECK: healthy, unhealthy, starting; ``("", "")`` without one."""
-    health = ((attrs or {}).get("State") or {}).get("Health") or {}
-    status = health.get("Status") or ""
-    if not status or status == "none":
-        return "", ""
-    log = health.get("Log") or []
-    detail = ""
-    if log:
-        last = log[-1]
-        output = (last.get("Output") or "").strip().splitlines()
-        detail = f"last check exited {last.get('ExitCode')}" + (f": {output[-1]}" if output else "")
-    return status, detail
-
-
-def wait_healthy(check, timeout: float, interval: float, clock, sleep) -> dict:
-    """Call ``check()`` until it says ``healthy`` or ``unhealthy``, or ``timeout`` seconds pass.
-
-    ``check`` returns ``(state, detail)`` with state ``healthy``, ``unhealthy`` (final: stop waiting) or
-    ``waiting``. The result is ``{status: healthy|unhealthy|timeout, detail, seconds, checks}``.
-    """
-    start = clock()
-    checks = 0
-    detail = ""
-    while True:
-        state, detail = check()
-        checks += 1
-        elapsed = clock() - start
-        if state in ("healthy", "unhealthy"):
-            return {"status": state, "detail": detail, "seconds": round(elapsed, 3), "checks": checks}
-        if elapsed >= timeout:
-            return {
-                "status": "timeout",
-                "detail": f"not healthy within {timeout:g} s" + (f" ({detail})" if detail else ""),
-                "seconds": round(elapsed, 3),
-                "checks": checks,
-            }
-        sleep(min(interval, max(0.0, timeout - elapsed)) or interval)
-
-
-def _probes_verdict(probes: list) -> tuple:
-    """``healthy`` when every probe passes, ``unhealthy`` when one can never pass, else ``waiting``."""
-    for probe in probes:
-        probe_state, probe_detail = probe()
-        if probe_state == "error":
-            return "unhealthy", probe_detail
-        if probe_state != "pass":
-            return "waiting", probe_detail
-    return "healthy", "every probe passed"
-
-
-def combine_checks(container_check, probes: list, health_check, *, grace: float, clock, started: float) -> tuple:
-    """One health observation, from the container state, the task's probes and the image's HEALTHCHECK.
-
-    - a container that is not running is ``unhealthy`` at once;
-    - with probes (each a function returning ``(state, detail)``, state ``pass``, ``fail`` or ``error``
-      for a probe that can never pass, such as a command that does not exist), all must pass; an
-      ``unhealthy`` HEALTHCHECK fails at once, but the probes decide ``healthy``;
-    - without probes, the HEALTHCHECK decides; without one either, a container still running
-      ``grace`` seconds after its start is ``healthy``.
-    """
-    state, detail = container_check()
-    if state != "running":
-        return "unhealthy", detail
-    hc_status, hc_detail = health_check()
-    hc_text = f"the image's HEALTHCHECK reports {hc_status}" + (f" ({hc_detail})" if hc_detail else "")
-    if hc_status == "unhealthy":
-        return "unhealthy", hc_text
-    if probes:
-        return _probes_verdict(probes)
-    if hc_status:
-        return ("healthy" if hc_status == "healthy" else "waiting"), hc_text
-    if clock() - started >= grace:
-        return "healthy", f"running for {grace:g} s (no HEALTHCHECK and no probe)"
-    return "waiting", "running"
-
-
-def health_method(health: dict | None, has_healthcheck: bool) -> str:
-    """What decides health: the probes given (``http+tcp``), ``healthcheck`` (the image's), or ``running``."""
-    names = [key for key in ("http", "tcp", "command") if (health or {}).get(key)]
-    if names:
-        return "+".join(names)
-    return "healthcheck" if has_healthcheck else "running"
-
-
-# ``docker exec`` exit codes of a command that could not run at all: it will not pass by waiting.
-EXEC_CANNOT_RUN = (126, 127)
-
-
-def command_probe_state(code: int) -> str:
-    """``pass`` for exit 0, ``error`` when the command cannot run (126, 127), ``fail`` otherwise."""
-    if code == 0:
-        return "pass"
-    return "error" if code in EXEC_CANNOT_RUN else "fail"
-
-
-def http_status_ok(status: int, expected) -> bool:
-    """``expected`` is one status, a list of them, or None for any 2xx/3xx."""
-    if expected is None or expected == []:
-        return 200 <= status < 400
-    if isinstance(expected, (list, tuple)):
-        return status in [int(e) for e in expected]
-    return status == int(expected)
+# --------------------------------------------------------------------------- logs
 
 
 def log_tail(text: str, lines: int) -> list:
     """The last ``lines`` non-empty log lines, right-stripped."""
     out = [line.rstrip() for line in (text or "").splitlines() if line.strip()]
     return out[-lines:] if lines > 0 else []
-
-
-# --------------------------------------------------------------------------- history
-
-
-def parse_history(text: str, path: str) -> dict:
-    """The history file's content; an empty or missing file is an empty history."""
-    if not (text or "").strip():
-        return {"version": HISTORY_VERSION, "deployments": []}
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise RolloutError(f"the history file {path} is not JSON ({exc}); move it away and run again") from None
-    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
-        raise RolloutError(f"the history file {path} has no 'deployments' list; move it away and run again")
-    return data
-
-
-def add_record(history: dict, record: dict, size: int) -> dict:
-    """A new history with ``record`` appended, keeping the last ``size`` records."""
-    records = [*history.get("deployments", []), record]
-    if size > 0:
-        records = records[-size:]
-    return {**history, "version": HISTORY_VERSION, "deployments": records}
-
-
-def new_record(
-    *,
-    when: str,
-    name: str,
-    action: str,
-    result: str,
-    reference: str = "",
-    digest: str = "",
-    previous_digest: str = "",
-    platform: str = "",
-    config_hash: str = "",
-    health: dict | None = None,
-    seconds: float = 0.0,
-    detail: str = "",
-) -> dict:
-    """One history record. ``action`` says what was attempted, ``result`` how it ended."""
-    return {
-        "time": when,
-        "container": name,
-        "action": action,
-        "result": result,
-        "reference": reference,
-        "digest": digest,
-        "previous_digest": previous_digest,
-        "platform": platform,
-        "config_hash": config_hash,
-        "health": (health or {}).get("status", ""),
-        "seconds": round(seconds, 3),
-        "detail": detail,
-    }
-
-
-def last_record(history: dict, name: str) -> dict | None:
-    for record in reversed(history.get("deployments", [])):
-        if record.get("container") == name:
-            return record
-    return None

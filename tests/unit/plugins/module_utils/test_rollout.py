@@ -1,4 +1,4 @@
-"""Unit tests for _rollout: options to configuration, what runs, the plan, health and history."""
+"""Unit tests for _rollout: options to configuration, what runs, the plan, ports and logs."""
 
 from __future__ import annotations
 
@@ -11,36 +11,9 @@ from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
 
-# The State of a container of the rollout test app (docker inspect, Engine 20.10), trimmed.
-HEALTHY_STATE = {
-    "Status": "running",
-    "Running": True,
-    "Restarting": False,
-    "OOMKilled": False,
-    "ExitCode": 0,
-    "Error": "",
-    "StartedAt": "2026-11-28T06:44:07.418869913Z",
-    "Health": {
-        "Status": "healthy",
-        "FailingStreak": 0,
-        "Log": [{"Start": "2026-11-28T06:44:08Z", "End": "2026-11-28T06:44:08Z", "ExitCode": 0, "Output": ""}],
-    },
-}
-UNHEALTHY_STATE = {
-    **HEALTHY_STATE,
-    "Health": {
-        "Status": "unhealthy",
-        "FailingStreak": 2,
-        "Log": [
-            {"ExitCode": 1, "Output": "Connecting to 127.0.0.1:8080 (127.0.0.1:8080)\n"},
-            {
-                "ExitCode": 1,
-                "Output": "Connecting to 127.0.0.1:8080 (127.0.0.1:8080)\n"
-                "wget: server returned error: HTTP/1.1 404 Not Found\n",
-            },
-        ],
-    },
-}
+# The State of a running and of an exited container (docker inspect, Engine 20.10), trimmed; _waiter's tests
+# read the same fields in more detail.
+HEALTHY_STATE = {"Status": "running", "Running": True, "Restarting": False, "ExitCode": 0, "Error": ""}
 EXITED_STATE = {"Status": "exited", "Running": False, "ExitCode": 2, "Error": "", "OOMKilled": False}
 
 
@@ -315,185 +288,12 @@ def test_names():
     assert ro.image_name("127.0.0.1:5000/a", DIGEST_A) == f"127.0.0.1:5000/a@{DIGEST_A}"
 
 
-# --------------------------------------------------------------------------- health
-
-
-@pytest.mark.parametrize(
-    ("attrs", "state", "detail"),
-    [
-        ({}, "gone", "no longer exists"),
-        ({"State": HEALTHY_STATE}, "running", "running"),
-        ({"State": EXITED_STATE}, "exited", "exited (exit code 2)"),
-        ({"State": {**EXITED_STATE, "OOMKilled": True}}, "exited", "out of memory"),
-        ({"State": {**HEALTHY_STATE, "Restarting": True, "Status": "restarting"}}, "exited", "restarting"),
-        ({"State": {**EXITED_STATE, "Error": "port is already allocated"}}, "exited", "already allocated"),
-    ],
-)
-def test_container_state(attrs, state, detail):
-    got_state, got_detail = ro.container_state(attrs)
-    assert got_state == state
-    assert detail in got_detail
-
-
-def test_docker_health():
-    assert ro.docker_health({"State": HEALTHY_STATE}) == ("healthy", "last check exited 0")
-    status, detail = ro.docker_health({"State": UNHEALTHY_STATE})
-    assert status == "unhealthy"
-    assert detail == "last check exited 1: wget: server returned error: HTTP/1.1 404 Not Found"
-    assert ro.docker_health({"State": EXITED_STATE}) == ("", "")
-    assert ro.docker_health({}) == ("", "")
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
-def test_wait_healthy_polls_until_healthy():
-    clock = FakeClock()
-    answers = iter([("waiting", "starting"), ("waiting", "starting"), ("healthy", "ok")])
-    result = ro.wait_healthy(lambda: next(answers), timeout=10, interval=0.5, clock=clock, sleep=clock.sleep)
-    assert result == {"status": "healthy", "detail": "ok", "seconds": 1.0, "checks": 3}
-
-
-def test_wait_healthy_stops_at_unhealthy():
-    clock = FakeClock()
-    result = ro.wait_healthy(lambda: ("unhealthy", "exited"), timeout=10, interval=1, clock=clock, sleep=clock.sleep)
-    assert result["status"] == "unhealthy"
-    assert result["checks"] == 1
-
-
-def test_wait_healthy_times_out_within_the_bound():
-    clock = FakeClock()
-    result = ro.wait_healthy(lambda: ("waiting", "HTTP 503"), timeout=3, interval=1, clock=clock, sleep=clock.sleep)
-    assert result["status"] == "timeout"
-    assert result["detail"] == "not healthy within 3 s (HTTP 503)"
-    assert result["seconds"] == 3.0
-    assert result["checks"] == 4
-
-
-def running():
-    return "running", "running"
-
-
-def no_healthcheck():
-    return "", ""
-
-
-def combine(container_check=running, probes=(), health_check=no_healthcheck, *, grace=2.0, now=100.0, started=100.0):
-    return ro.combine_checks(
-        container_check, list(probes), health_check, grace=grace, clock=lambda: now, started=started
-    )
-
-
-def test_combine_checks_exited_is_unhealthy_at_once():
-    assert combine(container_check=lambda: ("exited", "exit code 2")) == ("unhealthy", "exit code 2")
-
-
-def test_combine_checks_probes_decide():
-    assert combine(probes=[lambda: ("pass", "a"), lambda: ("pass", "b")]) == ("healthy", "every probe passed")
-    assert combine(probes=[lambda: ("pass", "a"), lambda: ("fail", "HTTP 503")]) == ("waiting", "HTTP 503")
-    assert combine(probes=[lambda: ("error", "exited 127")]) == ("unhealthy", "exited 127")
-    # The probes decide healthy even while the image's HEALTHCHECK is still starting...
-    assert combine(probes=[lambda: ("pass", "a")], health_check=lambda: ("starting", ""))[0] == "healthy"
-    # ...but an unhealthy HEALTHCHECK fails the deployment anyway.
-    state, detail = combine(probes=[lambda: ("pass", "a")], health_check=lambda: ("unhealthy", "exit 1"))
-    assert state == "unhealthy"
-    assert "HEALTHCHECK reports unhealthy (exit 1)" in detail
-
-
-def test_combine_checks_healthcheck_decides_without_probes():
-    assert combine(health_check=lambda: ("healthy", ""))[0] == "healthy"
-    assert combine(health_check=lambda: ("starting", ""))[0] == "waiting"
-
-
-def test_combine_checks_running_for_the_grace_period():
-    assert combine(now=101.0) == ("waiting", "running")
-    assert combine(now=102.0)[0] == "healthy"
-
-
-@pytest.mark.parametrize(
-    ("health", "has_hc", "method"),
-    [
-        (None, False, "running"),
-        (None, True, "healthcheck"),
-        ({"http": {"url": "x"}, "tcp": None, "command": None}, True, "http"),
-        ({"http": {"url": "x"}, "tcp": {"port": 1}, "command": ["true"]}, False, "http+tcp+command"),
-    ],
-)
-def test_health_method(health, has_hc, method):
-    assert ro.health_method(health, has_hc) == method
-
-
-@pytest.mark.parametrize(("code", "state"), [(0, "pass"), (1, "fail"), (126, "error"), (127, "error")])
-def test_command_probe_state(code, state):
-    assert ro.command_probe_state(code) == state
-
-
-@pytest.mark.parametrize(
-    ("status", "expected", "ok"),
-    [(200, [200], True), (204, [200], False), (204, [200, 204], True), (302, None, True), (500, None, False)],
-)
-def test_http_status_ok(status, expected, ok):
-    assert ro.http_status_ok(status, expected) is ok
-
-
 def test_log_tail():
     text = "one\n\ntwo  \nthree\nfour\n"
     assert ro.log_tail(text, 2) == ["three", "four"]
     assert ro.log_tail(text, 10) == ["one", "two", "three", "four"]
     assert ro.log_tail("", 5) == []
     assert ro.log_tail(text, 0) == []
-
-
-# --------------------------------------------------------------------------- history
-
-
-def test_history_is_bounded_and_keeps_the_newest():
-    history = ro.parse_history("", "/h.json")
-    for number in range(5):
-        record = ro.new_record(when=f"t{number}", name="app", action="replace", result="ok", digest=f"d{number}")
-        history = ro.add_record(history, record, 3)
-    assert [r["digest"] for r in history["deployments"]] == ["d2", "d3", "d4"]
-    assert history["version"] == ro.HISTORY_VERSION
-    assert ro.parse_history(json.dumps(history), "/h.json") == history
-
-
-def test_history_record_fields():
-    record = ro.new_record(
-        when="2026-11-28T06:44:08+00:00",
-        name="app",
-        action="replace",
-        result="rolled_back",
-        reference="r:3",
-        digest=DIGEST_B,
-        previous_digest=DIGEST_A,
-        platform="linux/arm/v7",
-        config_hash="sha256:c",
-        health={"status": "unhealthy"},
-        seconds=4.12345,
-    )
-    assert record["health"] == "unhealthy"
-    assert record["seconds"] == 4.123
-    assert record["previous_digest"] == DIGEST_A
-
-
-@pytest.mark.parametrize(("text", "message"), [("{", "is not JSON"), ("[]", "no 'deployments' list")])
-def test_parse_history_refuses(text, message):
-    with pytest.raises(ro.RolloutError, match=message):
-        ro.parse_history(text, "/h.json")
-
-
-def test_last_record_of_a_container():
-    history = {"deployments": [{"container": "a", "n": 1}, {"container": "b", "n": 2}, {"container": "a", "n": 3}]}
-    assert ro.last_record(history, "a")["n"] == 3
-    assert ro.last_record(history, "c") is None
 
 
 # HostConfig.PortBindings of `docker create -p 127.0.0.1:18089:80 -p 18090:81 -p 82 -p 127.0.0.1::83

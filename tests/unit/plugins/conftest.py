@@ -1,0 +1,204 @@
+"""Unit-test fakes of the container rollout: an in-memory engine, a registry client, and the module.
+
+The engine is an in-memory stand-in with the methods of ``_engine.Engine`` that records every call; the
+registry is a stand-in client serving one index (amd64, arm64, arm/v7). The real engine, registry and
+emulation are exercised by tests/integration/test_container_rollout.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
+from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as ro
+from ansible_collections.fleet.multiarch.plugins.modules import container_rollout
+
+REPO = "127.0.0.1:5000/fleet-test/app"
+DIGESTS = {
+    "linux/amd64": "sha256:" + "1" * 64,
+    "linux/arm64": "sha256:" + "2" * 64,
+    "linux/arm/v7": "sha256:" + "3" * 64,
+}
+OLD_DIGEST = "sha256:" + "9" * 64
+KEPT_DIGEST = "sha256:" + "8" * 64
+PLATFORM_OBJECTS = {
+    "linux/amd64": {"os": "linux", "architecture": "amd64"},
+    "linux/arm64": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+    "linux/arm/v7": {"os": "linux", "architecture": "arm", "variant": "v7"},
+}
+
+
+def index_fetched() -> reg.Fetched:
+    data = {
+        "schemaVersion": 2,
+        "mediaType": reg.OCI_INDEX,
+        "manifests": [
+            {"mediaType": reg.OCI_MANIFEST, "digest": DIGESTS[p], "size": 500, "platform": PLATFORM_OBJECTS[p]}
+            for p in DIGESTS
+        ],
+    }
+    body = json.dumps(data).encode()
+    return reg.Fetched(reg.OCI_INDEX, reg.compute_digest(body), body, data)
+
+
+class FakeRegistryClient:
+    def __init__(self, missing=False):
+        self.missing = missing
+
+    def get_manifest(self, repository, ref, accept=reg.MANIFEST_ACCEPT):
+        if self.missing:
+            raise reg.RegistryError(f"{repository}:{ref} not found", status=404)
+        return index_fetched()
+
+
+class FakeContainer:
+    def __init__(self, engine, name, image="", labels=None, *, running=False, health="", restart=None):
+        self.engine = engine
+        self.id = f"id-{name}-{len(engine.calls)}"
+        self.name = name
+        self.image = image
+        self.labels = dict(labels or {})
+        self.running = running
+        self.health = health
+        self.restart = restart or {"Name": "unless-stopped", "MaximumRetryCount": 0}
+
+    @property
+    def attrs(self) -> dict:
+        state = {"Status": "running" if self.running else "exited", "Running": self.running, "ExitCode": 0}
+        if self.health and self.running:
+            state["Health"] = {"Status": self.health, "Log": [{"ExitCode": 1, "Output": "wget: 404 Not Found"}]}
+        return {
+            "Id": self.id,
+            "Name": "/" + self.name,
+            "Config": {"Image": self.image, "Labels": self.labels},
+            "State": state,
+            "HostConfig": {"RestartPolicy": dict(self.restart)},
+        }
+
+
+class FakeEngine:
+    """The methods of _engine.Engine the rollout uses, on a dict of containers."""
+
+    def __init__(self):
+        self.containers = {}
+        self.calls = []
+        self.images = set()
+        self.health_of_new = "healthy"  # what a created container's HEALTHCHECK reports once started
+        self.logs_text = "app starting\nerror: cannot bind\n"
+        self.exec_code = 0
+
+    def add(self, name, digest, chash="sha256:old", *, running=True, health="healthy", reference=f"{REPO}:old"):
+        labels = ro.deployment_labels(reference, digest, "linux/amd64", chash, {"Name": "always"})
+        container = FakeContainer(
+            self, name, f"{REPO}@{digest}", labels, running=running, health=health, restart={"Name": "always"}
+        )
+        self.containers[name] = container
+        return container
+
+    def writes(self) -> list:
+        return [c for c in self.calls if c[0] not in ("container", "has_image", "reload", "version_json", "logs")]
+
+    # The Engine interface
+    def version_json(self):
+        self.calls.append(("version_json",))
+        return json.dumps({"Client": {}, "Server": {"Version": "20.10.24", "Arch": "amd64", "Os": "linux"}})
+
+    def container(self, name):
+        self.calls.append(("container", name))
+        return self.containers.get(name)
+
+    def has_image(self, reference):
+        self.calls.append(("has_image", reference))
+        return reference in self.images
+
+    def pull(self, repository, digest, platform, auth_config=None):
+        self.calls.append(("pull", f"{repository}@{digest}", platform))
+        self.images.add(f"{repository}@{digest}")
+
+    def create(self, image, name, kwargs):
+        self.calls.append(("create", name, image))
+        container = FakeContainer(self, name, image, kwargs.get("labels"), health=self.health_of_new)
+        self.containers[name] = container
+        return container
+
+    def start(self, container):
+        self.calls.append(("start", container.name))
+        container.running = True
+
+    def stop(self, container, timeout):
+        self.calls.append(("stop", container.name, timeout))
+        container.running = False
+
+    def rename(self, container, new_name):
+        self.calls.append(("rename", container.name, new_name))
+        assert new_name not in self.containers, f"name {new_name} is taken"
+        del self.containers[container.name]
+        container.name = new_name
+        self.containers[new_name] = container
+
+    def remove(self, container):
+        self.calls.append(("remove", container.name))
+        self.containers.pop(container.name, None)
+
+    def set_restart_policy(self, container, policy):
+        self.calls.append(("restart_policy", container.name, policy.get("Name")))
+        container.restart = {"Name": policy.get("Name") or "no", "MaximumRetryCount": 0}
+
+    def reload(self, container):
+        self.calls.append(("reload", container.name))
+        return container.attrs if self.containers.get(container.name) is container else {}
+
+    def logs(self, container, lines):
+        self.calls.append(("logs", container.name))
+        return self.logs_text
+
+    def exec_run(self, container, argv):
+        self.calls.append(("exec", container.name, tuple(argv)))
+        return self.exec_code, ""
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    """A FakeEngine, with every registry client answering with the index of :data:`DIGESTS`."""
+    monkeypatch.setattr(reg.ClientPool, "get", lambda self, registry: FakeRegistryClient())
+    return FakeEngine()
+
+
+@pytest.fixture
+def make_module():
+    """``make_module(args, check_mode=False, diff=False)``: the AnsibleModule container_rollout's main() builds.
+
+    The module args stay patched until the test ends (``exit_json`` and ``fail_json`` need them).
+    """
+    with contextlib.ExitStack() as stack:
+
+        def make(args: dict, check_mode=False, diff=False) -> AnsibleModule:
+            extra = {"_ansible_check_mode": check_mode, "_ansible_diff": diff}
+            stack.enter_context(patch_module_args({**args, **extra}))
+            return AnsibleModule(argument_spec=container_rollout.argument_spec(), supports_check_mode=True)
+
+        yield make
+
+
+@pytest.fixture
+def args_for(tmp_path):
+    """``args_for(**extra)``: the options of a deployment of ``REPO:1.0`` as ``app``, history in ``tmp_path``."""
+
+    def args(**extra) -> dict:
+        out = {
+            "name": "app",
+            "image": f"{REPO}:1.0",
+            "platform": "linux/amd64",
+            "ports": ["8080:8080"],
+            "history_file": str(tmp_path / "history.json"),
+            "running_seconds": 0,
+        }
+        out.update(extra)
+        return out
+
+    return args

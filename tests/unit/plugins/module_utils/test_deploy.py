@@ -1,0 +1,445 @@
+"""Unit tests for _deploy: the rollout manager's Engine API calls, check mode, rollback and its one failure path.
+
+The fakes (engine, registry client, module) are in tests/unit/plugins/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.fleet.multiarch.plugins.module_utils import _deploy as dp
+from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
+from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as ro
+from ansible_collections.fleet.multiarch.plugins.module_utils._engine import EngineError
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import host_platform
+from tests.unit.plugins.conftest import DIGESTS, KEPT_DIGEST, OLD_DIGEST, REPO, FakeRegistryClient
+
+NEW_IMAGE = f"{REPO}@{DIGESTS['linux/amd64']}"
+
+
+@pytest.fixture
+def task(engine, make_module, capsys):
+    """``task(args, check_mode=False, diff=False)``: what the task reports, through ``_deploy.run`` and the engine."""
+
+    def run_task(args: dict, check_mode=False, diff=False) -> dict:
+        with pytest.raises(SystemExit):
+            dp.run(make_module(args, check_mode, diff), lambda: engine)
+        return json.loads(capsys.readouterr().out)
+
+    return run_task
+
+
+def history(tmp_path) -> list:
+    return json.loads((tmp_path / "history.json").read_text())["deployments"]
+
+
+def deployed_hash(args: dict) -> str:
+    defaults = {"env": {}, "volumes": [], "restart_policy": "unless-stopped", "restart_retries": 0, "labels": {}}
+    return ro.config_hash(ro.desired_config({**defaults, **args}))
+
+
+def rollback_args(tmp_path, **extra) -> dict:
+    return {"name": "app", "state": "rolled_back", "history_file": str(tmp_path / "history.json"), **extra}
+
+
+# --------------------------------------------------------------------------- state: started
+
+
+def test_first_deployment_pulls_creates_and_starts(engine, task, args_for, tmp_path):
+    result = task(args_for())
+    assert result["changed"] is True
+    assert result["action"] == "create"
+    assert result["digest_after"] == DIGESTS["linux/amd64"]
+    assert result["image"] == NEW_IMAGE
+    assert result["health"]["status"] == "healthy"
+    assert result["health"]["method"] == "healthcheck"
+    assert engine.writes() == [
+        ("pull", NEW_IMAGE, "linux/amd64"),
+        ("create", "app-next", NEW_IMAGE),
+        ("rename", "app-next", "app"),
+        ("start", "app"),
+    ]
+    labels = engine.containers["app"].labels
+    assert labels[ro.LABEL_DIGEST] == DIGESTS["linux/amd64"]
+    assert labels[ro.LABEL_REFERENCE] == f"{REPO}:1.0"
+    assert [(r["action"], r["result"], r["digest"]) for r in history(tmp_path)] == [
+        ("create", "ok", DIGESTS["linux/amd64"])
+    ]
+
+
+def test_same_digest_and_configuration_changes_nothing(engine, task, args_for, tmp_path):
+    engine.add("app", DIGESTS["linux/amd64"], chash=deployed_hash(args_for()))
+    result = task(args_for())
+    assert result["changed"] is False
+    assert result["action"] == "none"
+    assert engine.writes() == []
+    assert not (tmp_path / "history.json").exists()
+
+
+@pytest.mark.parametrize(("platform", "digest"), [("linux/arm/v7", "linux/arm/v7"), ("aarch64", "linux/arm64")])
+def test_platform_selects_the_index_entry(engine, task, args_for, platform, digest):
+    result = task(args_for(platform=platform))
+    assert result["digest_after"] == DIGESTS[digest]
+    assert result["platform_match"] == digest
+    assert engine.writes()[0] == ("pull", f"{REPO}@{DIGESTS[digest]}", digest)
+
+
+def test_platform_defaults_to_the_device(engine, task, args_for):
+    args = args_for()
+    del args["platform"]
+    result = task(args, check_mode=True)
+    # This host's own platform, decided from /proc, /bin/sh and the engine as device_facts decides it.
+    assert result["platform"] == host_platform().oci
+    assert ("version_json",) in engine.calls  # the engine's architecture, through the Engine API
+
+
+def test_check_mode_reports_the_diff_and_changes_nothing(engine, task, args_for):
+    engine.add("app", OLD_DIGEST)
+    result = task(args_for(), check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert result["action"] == "replace"
+    assert result["diff"]["before"]["digest"] == OLD_DIGEST
+    assert result["diff"]["after"]["digest"] == DIGESTS["linux/amd64"]
+    assert result["diff"]["after"]["config"]["ports"] == [{"container": "8080/tcp", "host_ip": "", "host_port": "8080"}]
+    assert engine.writes() == []
+
+
+def test_stopped_same_deployment_is_started(engine, task, args_for):
+    engine.add("app", DIGESTS["linux/amd64"], chash=deployed_hash(args_for()), running=False)
+    engine.images.add(NEW_IMAGE)
+    result = task(args_for())
+    assert result["changed"] is True
+    assert result["action"] == "start"
+    assert engine.writes() == [("start", "app")]
+
+
+def test_stopped_same_deployment_that_fails_is_stopped_again(engine, task, args_for, tmp_path):
+    stopped = engine.add("app", DIGESTS["linux/amd64"], chash=deployed_hash(args_for()), running=False)
+    stopped.health = "unhealthy"
+    engine.images.add(NEW_IMAGE)
+    result = task(args_for())
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"starting app from {REPO}:1.0 ")
+    assert result["digest_after"] == ""
+    assert engine.writes() == [("start", "app"), ("stop", "app", 3)]
+    assert (history(tmp_path)[-1]["action"], history(tmp_path)[-1]["result"]) == ("start", "failed")
+
+
+def test_command_probe_runs_in_the_container(engine, task, args_for):
+    result = task(args_for(health={"command": ["true"]}))
+    assert result["health"]["method"] == "command"
+    assert ("exec", "app", ("true",)) in engine.calls
+
+
+def test_unwritable_history_is_a_warning(engine, task, args_for, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = task(args_for(history_file=str(blocker / "history.json")))
+    assert result["changed"] is True
+    # ansible-core 2.19+ reports warnings as structured events
+    assert "history could not be written" in json.dumps(result.get("warnings"))
+
+
+# --------------------------------------------------------------------------- the replace path, in both orders
+
+# (update order, what is replaced) -> the Engine API writes of a healthy replacement of "app".
+REPLACE_WRITES = {
+    ("stop-first", "deploy"): [
+        ("pull", NEW_IMAGE, "linux/amd64"),
+        ("create", "app-next", NEW_IMAGE),
+        ("rename", "app-previous", "app-older"),
+        ("rename", "app", "app-previous"),
+        ("restart_policy", "app-previous", "no"),
+        ("rename", "app-next", "app"),
+        ("stop", "app-previous", 3),
+        ("start", "app"),
+        ("remove", "app-older"),
+    ],
+    ("start-first", "deploy"): [
+        ("pull", NEW_IMAGE, "linux/amd64"),
+        ("create", "app-next", NEW_IMAGE),
+        ("start", "app-next"),  # beside the old one, which still runs
+        ("remove", "app-previous"),
+        ("restart_policy", "app", "no"),
+        ("rename", "app", "app-previous"),
+        ("rename", "app-next", "app"),
+        ("stop", "app-previous", 3),
+    ],
+    ("stop-first", "rollback"): [
+        ("rename", "app", "app-next"),
+        ("restart_policy", "app-next", "no"),
+        ("rename", "app-previous", "app"),
+        ("restart_policy", "app", "always"),
+        ("stop", "app-next", 3),
+        ("start", "app"),
+        ("rename", "app-next", "app-previous"),
+    ],
+    ("start-first", "rollback"): [
+        ("start", "app-previous"),  # beside the current one, which still runs
+        ("restart_policy", "app", "no"),
+        ("rename", "app", "app-next"),
+        ("rename", "app-previous", "app"),
+        ("restart_policy", "app", "always"),
+        ("stop", "app-next", 3),
+        ("rename", "app-next", "app-previous"),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(REPLACE_WRITES), ids="-".join)
+def test_replace_order_of_operations(engine, task, args_for, tmp_path, case):
+    order, kind = case
+    current = engine.add("app", OLD_DIGEST)
+    kept = engine.add("app-previous", KEPT_DIGEST, running=False)
+    if kind == "deploy":
+        result = task(args_for(ports=[], update_order=order))
+        incoming = engine.containers["app"]
+        assert incoming not in (current, kept)
+        assert "app-older" not in engine.containers  # the container kept before is dropped once all is well
+        expected_previous = {"name": "app-previous", "digest": OLD_DIGEST}
+    else:
+        result = task(rollback_args(tmp_path, update_order=order))
+        incoming = kept
+        assert engine.containers == {"app": kept, "app-previous": current}
+        assert kept.restart["Name"] == "always"  # from its label
+        expected_previous = {"name": "app-previous", "digest": OLD_DIGEST}
+    assert result["changed"] is True, result.get("msg")
+    assert engine.writes() == REPLACE_WRITES[order, kind]
+    assert result["container"] == {"name": "app", "id": incoming.id}
+    assert result["rolled_back"] is (kind == "rollback")
+    assert result["previous"] == expected_previous
+    assert incoming.running is True
+    assert engine.containers["app-previous"] is current
+    assert current.running is False
+    assert current.restart["Name"] == "no"  # a reboot does not start it beside the one that runs
+    entry = history(tmp_path)[-1]
+    assert (entry["result"], entry["previous_digest"]) == ("ok", OLD_DIGEST)
+    if kind == "deploy":
+        assert entry["previous_restart_policy"] == {"Name": "always", "MaximumRetryCount": 0}
+    else:
+        assert "previous_restart_policy" not in entry
+
+
+def test_unhealthy_new_container_is_rolled_back(engine, task, args_for, tmp_path):
+    old = engine.add("app", OLD_DIGEST)
+    older = engine.add("app-previous", KEPT_DIGEST, running=False)
+    engine.health_of_new = "unhealthy"
+    result = task(args_for(log_lines=1))
+    assert result["failed"] is True
+    assert result["rolled_back"] is True
+    assert result["health"]["status"] == "unhealthy"
+    assert result["digest_after"] == OLD_DIGEST
+    assert result["logs"] == ["error: cannot bind"]
+    assert "error: cannot bind" in result["msg"]
+    assert f"Rolled back: the previous container ({OLD_DIGEST}) runs again and is healthy." in result["msg"]
+    # The old container serves again under its name, with its restart policy; the one kept before stays kept.
+    assert engine.containers["app"] is old
+    assert old.running is True
+    assert old.restart["Name"] == "always"
+    assert engine.containers["app-previous"] is older
+    assert "app-next" not in engine.containers
+    assert "app-older" not in engine.containers
+    assert result["container"] == {"name": "app", "id": old.id}
+    assert result["previous"] == {"name": "app-previous", "digest": KEPT_DIGEST}
+    assert (history(tmp_path)[-1]["result"], history(tmp_path)[-1]["health"]) == ("rolled_back", "unhealthy")
+
+
+def test_failed_first_deployment_leaves_nothing_behind(engine, task, args_for, tmp_path):
+    engine.health_of_new = "unhealthy"
+    result = task(args_for())
+    assert result["failed"] is True
+    assert result["rolled_back"] is False
+    assert "no previous container to restore" in result["msg"]
+    assert result["msg"].endswith("Last 2 log lines of the new container:\napp starting\nerror: cannot bind")
+    assert result["container"] == {"name": "app", "id": ""}
+    assert engine.containers == {}
+    assert history(tmp_path)[-1]["result"] == "failed"
+
+
+def test_start_first_failure_leaves_the_old_container_untouched(engine, task, args_for, tmp_path):
+    old = engine.add("app", OLD_DIGEST)
+    older = engine.add("app-previous", KEPT_DIGEST, running=False)
+    engine.health_of_new = "unhealthy"
+    result = task(args_for(ports=[], update_order="start-first", log_lines=1))
+    assert result["failed"] is True
+    assert result["rolled_back"] is False
+    assert result["digest_after"] == OLD_DIGEST
+    assert "was not stopped (update_order start-first) and still runs" in result["msg"]
+    assert not [w for w in engine.writes() if w[1] in ("app", "app-previous")]
+    assert engine.containers == {"app": old, "app-previous": older}
+    assert old.running is True
+    entry = history(tmp_path)[-1]
+    assert entry["result"] == "failed"
+    assert "previous_restart_policy" not in entry  # the old container was not handed over
+
+
+def test_start_first_refuses_a_fixed_host_port_before_anything(engine, task, args_for):
+    engine.add("app", OLD_DIGEST)
+    result = task(args_for(update_order="start-first"), check_mode=True)
+    assert result["failed"] is True
+    assert "publishes the fixed host port(s) 8080" in result["msg"]
+    assert engine.writes() == []
+
+
+# --------------------------------------------------------------------------- state: rolled_back
+
+
+def test_rolled_back_on_demand_swaps_and_is_idempotent(engine, task, tmp_path):
+    current = engine.add("app", DIGESTS["linux/amd64"])
+    previous = engine.add("app-previous", OLD_DIGEST, running=False)
+    previous.restart = {"Name": "no", "MaximumRetryCount": 0}
+    args = rollback_args(tmp_path)
+
+    checked = task(args, check_mode=True, diff=True)
+    assert checked["changed"] is True
+    assert (checked["diff"]["before"]["digest"], checked["diff"]["after"]["digest"]) == (
+        DIGESTS["linux/amd64"],
+        OLD_DIGEST,
+    )
+    assert engine.writes() == []
+
+    result = task(args)
+    assert result["changed"] is True, result.get("msg")
+    assert result["rolled_back"] is True
+    assert result["digest_after"] == OLD_DIGEST
+    assert engine.containers["app"] is previous
+    assert previous.running is True
+    assert previous.restart["Name"] == "always"  # from its label
+    assert engine.containers["app-previous"] is current
+    assert current.running is False
+    assert current.restart["Name"] == "no"
+
+    again = task(args)
+    assert again["changed"] is False
+    assert again["action"] == "none"
+
+
+def test_rolled_back_without_previous_fails(engine, task, tmp_path):
+    engine.add("app", DIGESTS["linux/amd64"])
+    result = task(rollback_args(tmp_path))
+    assert result["failed"] is True
+    assert "no previous deployment of app is kept" in result["msg"]
+
+
+def test_stop_first_rollback_to_an_unhealthy_container_fails_and_keeps_what_ran(engine, task, tmp_path):
+    current = engine.add("app", DIGESTS["linux/amd64"])
+    kept = engine.add("app-previous", OLD_DIGEST, running=False, health="unhealthy")
+    result = task(rollback_args(tmp_path, log_lines=1))
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"rolling app back to {OLD_DIGEST} failed: the container is unhealthy"
+        f" ({result['health']['detail']}). app-previous holds what ran before. Last 1 log lines:\nerror: cannot bind"
+    )
+    assert result["rolled_back"] is True
+    assert result["container"] == {"name": "app", "id": kept.id}
+    assert result["previous"] == {"name": "app-previous", "digest": DIGESTS["linux/amd64"]}
+    assert result["logs"] == ["error: cannot bind"]
+    assert engine.containers == {"app": kept, "app-previous": current}
+    assert current.running is False
+    assert (history(tmp_path)[-1]["action"], history(tmp_path)[-1]["result"]) == ("rolled_back", "failed")
+
+
+def test_start_first_rollback_to_an_unhealthy_container_stops_it_again(engine, task, tmp_path):
+    current = engine.add("app", DIGESTS["linux/amd64"])
+    kept = engine.add("app-previous", OLD_DIGEST, running=False, health="unhealthy")
+    result = task(rollback_args(tmp_path, update_order="start-first"))
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"rolling app back to {OLD_DIGEST} failed: app-previous is unhealthy ("), result[
+        "msg"
+    ]
+    assert "and was stopped again; app was not stopped (update_order start-first) and still runs." in result["msg"]
+    assert result["rolled_back"] is False
+    assert result["digest_after"] == DIGESTS["linux/amd64"]
+    assert result["container"] == {"name": "app", "id": current.id}
+    assert engine.writes() == [("start", "app-previous"), ("stop", "app-previous", 3)]
+    assert engine.containers == {"app": current, "app-previous": kept}
+    assert current.running is True
+    assert kept.running is False
+    assert (history(tmp_path)[-1]["action"], history(tmp_path)[-1]["result"]) == ("rolled_back", "failed")
+
+
+# --------------------------------------------------------------------------- the one failure path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"ports": ["http"]}, "ports: cannot read"),
+        ({"env": {"DEBUG": True}}, "quote it"),
+        ({"image": "busybox"}, "no registry host"),
+        ({"platform": "linux/sparc"}, "sparc"),
+        ({"platform": "linux/arm/v6"}, "the index has linux/amd64, linux/arm64, linux/arm/v7"),
+    ],
+)
+def test_bad_options_fail_before_touching_the_engine(engine, task, args_for, extra, message):
+    result = task(args_for(**extra))
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert result["history_file"] == args_for()["history_file"]  # the result so far comes with the failure
+    assert engine.writes() == []
+
+
+def test_missing_reference(engine, task, args_for, monkeypatch):
+    monkeypatch.setattr(reg.ClientPool, "get", lambda self, registry: FakeRegistryClient(missing=True))
+    result = task(args_for())
+    assert result["failed"] is True
+    assert "does not exist in the registry" in result["msg"]
+
+
+def test_steps_raise_rollout_failed_with_the_message(engine, make_module, args_for):
+    engine.health_of_new = "unhealthy"
+    manager = dp.RolloutManager(make_module(args_for()), engine)
+    with pytest.raises(dp.RolloutFailed, match="There was no previous container to restore"):
+        manager.run()
+    assert manager.result["logs"] == ["app starting", "error: cannot bind"]
+
+
+def test_the_logs_are_read_before_the_failed_container_goes(engine, task, args_for):
+    engine.add("app", OLD_DIGEST)
+    engine.health_of_new = "unhealthy"
+    task(args_for())
+    names = [call for call in engine.calls if call[0] in ("logs", "remove")]
+    assert names == [("logs", "app"), ("remove", "app")]
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def unreachable():
+    raise EngineError("cannot reach the Docker engine at unix:///nowhere")
+
+
+def broken():
+    raise Boom("bad luck")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("engine", "cannot reach the Docker engine", False),  # before there is a manager: no result
+        ("unexpected", "unexpected error: Boom: bad luck", False),
+        ("options", "ports: cannot read", True),  # from _rollout, with the result so far
+        ("step", "deploying app from", True),  # RolloutFailed from the replace path
+    ],
+)
+def test_run_fails_the_task_in_one_place(engine, make_module, args_for, capsys, case):
+    failure, message, with_result = case
+    args = args_for(ports=["http"]) if failure == "options" else args_for()
+    engine.health_of_new = "unhealthy"
+    make_engine = {"engine": unreachable, "unexpected": broken}.get(failure, lambda: engine)
+    with pytest.raises(SystemExit):
+        dp.run(make_module(args), make_engine)
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True
+    assert result["msg"].startswith(message)
+    assert ("history_file" in result) is with_result
+
+
+def test_errors_of_the_layers_below_leave_the_manager_as_rollout_failed(engine, make_module, args_for):
+    manager = dp.RolloutManager(make_module(args_for(ports=["http"])), engine)
+    with pytest.raises(dp.RolloutFailed, match="ports: cannot read") as info:
+        manager.run()
+    assert isinstance(info.value.__cause__, ro.RolloutError)
