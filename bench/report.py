@@ -10,7 +10,7 @@ import time
 
 import benchlib as b
 
-ORDER = ["release", "index", "cold_build", "downtime", "bytes", "scaling"]
+ORDER = ["release", "index", "cold_build", "downtime", "bytes", "scaling", "crossbuild"]
 TITLES = {
     "release": "1. Unchanged release",
     "index": "2. Index creation",
@@ -18,6 +18,7 @@ TITLES = {
     "downtime": "4. Device update downtime",
     "bytes": "5. Bytes per update",
     "scaling": "6. Fleet scaling",
+    "crossbuild": "7. Cross-compiling vs emulated compiler",
 }
 
 

@@ -4,7 +4,7 @@
 # the test environment and the provisioned fleet images.
 #
 #   bench/run.sh                      all of them
-#   BENCH_ONLY="index release" bench/run.sh   some of them (release index cold_build downtime bytes scaling)
+#   BENCH_ONLY="index release" bench/run.sh   some of them (release index cold_build downtime bytes scaling crossbuild)
 #   BENCH_REPS=1 bench/run.sh         one timed run per side (a smoke test, not a measurement)
 #
 # Exit status: 0 when every benchmark ran and met its target, 1 otherwise (each one still runs).
@@ -39,8 +39,9 @@ declare -A COMMAND=(
   [downtime]="bench_device.py downtime"
   [bytes]="bench_device.py bytes"
   [scaling]="bench_scaling.py"
+  [crossbuild]="bench_crossbuild.py"
 )
-ALL="release index cold_build downtime bytes scaling"
+ALL="release index cold_build downtime bytes scaling crossbuild"
 failed=0
 summary=()
 for name in ${BENCH_ONLY:-$ALL}; do

@@ -14,8 +14,9 @@
 #   - a plain registry on 127.0.0.1:5000 (deletes enabled), a TLS + htpasswd one on 127.0.0.1:5443, and
 #     a TLS + Bearer-token one on 127.0.0.1:5444 whose token server (registry-token-server.py) is :5445;
 #   - the buildx CLI plugin from Debian's docker-buildx package, cached with its sha256;
-#   - local multi-arch base images (busybox, debian:bookworm) pushed to the plain registry, which the
-#     engine uses as its registry mirror, so that "FROM busybox" builds offline.
+#   - local multi-arch base images (busybox shaped as Docker Hub's busybox:glibc, debian:bookworm) pushed
+#     to the plain registry, which the engine uses as its registry mirror, so that "FROM busybox" builds
+#     offline; and golang:1.19 (linux/amd64, Debian's golang-go) for cross-compiling build stages.
 # Everything it learns is written to $FLEET_TESTENV_STATE/testenv.json for the tests.
 set -euo pipefail
 
@@ -42,6 +43,14 @@ VENV=${VENV:-$(dirname "$SCRIPTS")/.venv}
 BUSYBOX_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf linux/arm/v6:armel)
 DEBIAN_PLATFORMS=(linux/amd64:amd64 linux/arm64:arm64 linux/arm/v7:armhf)
 DEBIAN_SUITE=bookworm
+# library/golang as users name it (golang:1.19, golang:bookworm, golang:latest): Debian's golang-go 1.19.
+# linux/amd64 only: Go cross-compiles on the build platform (FROM --platform=$BUILDPLATFORM golang), so
+# the ARM variants are not needed for the tests, and each one costs minutes of maintainer scripts under
+# QEMU on a fresh machine. mmdebstrap of this root, measured 2026-12-04 on 2 cores (busy with the fleet's
+# image builds at the time): amd64 116 s, arm64 575 s; arm/v7 would cost about as much as arm64.
+GOLANG_PLATFORMS=(linux/amd64:amd64)
+GOLANG_TAGS=(1.19-bookworm 1.19 bookworm latest)
+GOLANG_PACKAGES=golang-go,ca-certificates,git,gcc,libc6-dev
 # What the environment emulates (any spelling fleet.multiarch.binfmt accepts), as a JSON list body.
 EMULATED_PLATFORMS='"linux/arm64", "linux/arm/v7", "linux/riscv64", "linux/ppc64le", "linux/s390x"'
 PACKAGES=(docker.io containerd runc iptables qemu-user-static docker-registry skopeo
@@ -555,6 +564,28 @@ build_busybox() {
   echo "$recipe" > "$marker"
 }
 
+# debian_root ARCH TARBALL MIRROR WHAT [MMDEBSTRAP OPTION...]: a minbase Debian root of $DEBIAN_SUITE as a tar
+# file, made with mmdebstrap unless TARBALL exists; documentation left out, maintainer scripts of foreign
+# architectures run through QEMU.
+debian_root() {
+  local arch=$1 tarball=$2 mirror=$3 what=$4 logfile
+  shift 4
+  [ -s "$tarball" ] && return 0
+  logfile="${tarball%.tar}.log"
+  log "making $what for $arch with mmdebstrap"
+  mkdir -p "$(dirname "$tarball")"
+  # The hook's "$1" is mmdebstrap's, so it stays in single quotes.
+  # shellcheck disable=SC2016
+  mmdebstrap --quiet --format=tar --arch="$arch" --variant=minbase \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt=force-unsafe-io \
+    --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' "$@" \
+    "$DEBIAN_SUITE" "$tarball.tmp" "$mirror" >"$logfile" 2>&1 ||
+    { tail -20 "$logfile" >&2; rm -f "$tarball.tmp"; die "mmdebstrap for $arch failed (log: $logfile)"; }
+  mv "$tarball.tmp" "$tarball"
+}
+
 build_debian() {
   local recipe marker="$STATE/images/debian.recipe" p platform arch d tarball refs=() mirror
   recipe=$(printf '%s\n' "${DEBIAN_PLATFORMS[@]}" "$DEBIAN_SUITE" minbase v1 | sha256sum | cut -c1-16)
@@ -568,21 +599,7 @@ build_debian() {
     platform=${p%%:*}; arch=${p##*:}
     d="$CACHE/build/debian-$arch"
     tarball="$CACHE/rootfs/debian-$DEBIAN_SUITE-$arch-$recipe.tar"
-    if [ ! -s "$tarball" ]; then
-      log "making a minimal Debian $DEBIAN_SUITE root for $arch with mmdebstrap"
-      mkdir -p "$CACHE/rootfs"
-      # minbase, without documentation; maintainer scripts of foreign architectures run through QEMU.
-      # The hook's "$1" is mmdebstrap's, so it stays in single quotes.
-      # shellcheck disable=SC2016
-      mmdebstrap --quiet --format=tar --arch="$arch" --variant=minbase \
-        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-        --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt=force-unsafe-io \
-        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
-        "$DEBIAN_SUITE" "$tarball.tmp" "$mirror" >"$CACHE/rootfs/debian-$arch.log" 2>&1 ||
-        { tail -20 "$CACHE/rootfs/debian-$arch.log" >&2; rm -f "$tarball.tmp"; die "mmdebstrap for $arch failed"; }
-      mv "$tarball.tmp" "$tarball"
-    fi
+    debian_root "$arch" "$tarball" "$mirror" "a minimal Debian $DEBIAN_SUITE root"
     rm -rf "$d"; mkdir -p "$d"
     ln "$tarball" "$d/rootfs.tar" 2>/dev/null || cp "$tarball" "$d/rootfs.tar"
     printf 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n' > "$d/Dockerfile"
@@ -597,10 +614,45 @@ build_debian() {
   echo "$recipe" > "$marker"
 }
 
+# A local library/golang that behaves like Docker Hub's for builds: Debian bookworm with Debian's golang-go,
+# ca-certificates, git, gcc and libc6-dev; GOPATH=/go, /go/bin on PATH, WORKDIR /go.
+build_golang() {
+  local recipe marker="$STATE/images/golang.recipe" p platform arch d tarball refs=() mirror tag
+  recipe=$(printf '%s\n' "${GOLANG_PLATFORMS[@]}" "${GOLANG_TAGS[@]}" "$DEBIAN_SUITE" "$GOLANG_PACKAGES" v1 |
+    sha256sum | cut -c1-16)
+  mkdir -p "$STATE/images"
+  if [ "$(cat "$marker" 2>/dev/null)" = "$recipe" ] &&
+    index_has_platforms "library/golang:${GOLANG_TAGS[0]}" "${GOLANG_PLATFORMS[@]%%:*}"; then
+    return 0
+  fi
+  mirror=$(debian_mirror main) || die "no Debian mirror in /etc/apt/sources*; cannot build the golang image"
+  for p in "${GOLANG_PLATFORMS[@]}"; do
+    platform=${p%%:*}; arch=${p##*:}
+    d="$CACHE/build/golang-$arch"
+    tarball="$CACHE/rootfs/golang-$DEBIAN_SUITE-$arch-$recipe.tar"
+    # /go/src and /go/bin world-writable as in Docker Hub's image
+    # shellcheck disable=SC2016 # the hook's "$1" is mmdebstrap's
+    debian_root "$arch" "$tarball" "$mirror" "a Debian $DEBIAN_SUITE root with golang-go" \
+      --include="$GOLANG_PACKAGES" --customize-hook='mkdir -p "$1"/go/src "$1"/go/bin && chmod -R 1777 "$1"/go'
+    rm -rf "$d"; mkdir -p "$d"
+    ln "$tarball" "$d/rootfs.tar" 2>/dev/null || cp "$tarball" "$d/rootfs.tar"
+    printf '%s\n' 'FROM scratch' 'ADD rootfs.tar /' 'ENV GOPATH=/go' \
+      'ENV PATH=/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      'WORKDIR /go' 'CMD ["bash"]' > "$d/Dockerfile"
+    push_scratch_image "$platform" "$d" "$REGISTRY/library/golang:${GOLANG_TAGS[0]}-$arch"
+    refs+=("$REGISTRY/library/golang:${GOLANG_TAGS[0]}-$arch")
+  done
+  for tag in "${GOLANG_TAGS[@]}"; do publish_index "$REGISTRY/library/golang:$tag" "${refs[@]}"; done
+  index_has_platforms "library/golang:${GOLANG_TAGS[0]}" "${GOLANG_PLATFORMS[@]%%:*}" ||
+    die "library/golang:${GOLANG_TAGS[0]} in $REGISTRY does not list ${GOLANG_PLATFORMS[*]%%:*}"
+  echo "$recipe" > "$marker"
+}
+
 write_facts() {
-  local platforms_busybox platforms_debian
+  local platforms_busybox platforms_debian platforms_golang
   platforms_busybox=$(printf '%s\n' "${BUSYBOX_PLATFORMS[@]%%:*}" | jq -R . | jq -sc .)
   platforms_debian=$(printf '%s\n' "${DEBIAN_PLATFORMS[@]%%:*}" | jq -R . | jq -sc .)
+  platforms_golang=$(printf '%s\n' "${GOLANG_PLATFORMS[@]%%:*}" | jq -R . | jq -sc .)
   jq -n --arg registry "$REGISTRY" --arg registry_tls "$REGISTRY_TLS" --arg user "$REGISTRY_USER" \
     --arg password_file "$STATE/registry/auth/password" --arg ca "$STATE/registry/tls/ca.crt" \
     --arg sock "$DOCKER_SOCK" --arg buildx "$CACHE/buildx/docker-buildx" \
@@ -608,6 +660,7 @@ write_facts() {
     --arg buildx_deb_version "$(cat "$CACHE/buildx/deb-version")" \
     --arg busybox "library/busybox:latest" --arg debian "library/debian:$DEBIAN_SUITE" \
     --argjson busybox_platforms "$platforms_busybox" --argjson debian_platforms "$platforms_debian" \
+    --arg golang "library/golang:${GOLANG_TAGS[0]}" --argjson golang_platforms "$platforms_golang" \
     --arg dockerd_log "$STATE/docker/dockerd.log" --arg sock2 "$ENGINE2_SOCK" --arg dockerd2_log "$STATE/docker2/dockerd.log" \
     --arg registry_token "$REGISTRY_TOKEN" --arg registry_log "$STATE/registry/plain.log" \
     --arg realm "https://$TOKEN_SERVER/token" --arg service "$TOKEN_SERVICE" \
@@ -619,7 +672,8 @@ write_facts() {
                 containerd: {docker_host: ("unix://" + $sock2), image_store: "containerd", log: $dockerd2_log}},
       buildx: {path: $buildx, sha256: $buildx_sha256, debian_version: $buildx_deb_version},
       images: {busybox: {repository: $busybox, platforms: $busybox_platforms},
-               debian: {repository: $debian, platforms: $debian_platforms}}}' > "$STATE/testenv.json.new"
+               debian: {repository: $debian, platforms: $debian_platforms},
+               golang: {repository: $golang, platforms: $golang_platforms}}}' > "$STATE/testenv.json.new"
   mv "$STATE/testenv.json.new" "$STATE/testenv.json"
 }
 
@@ -637,6 +691,7 @@ cmd_up() {
   setup_buildx
   build_busybox
   build_debian
+  build_golang
   write_facts
   log "up in $((SECONDS - t0)) s: engines $DOCKER_SOCK and $ENGINE2_SOCK, registries $REGISTRY, $REGISTRY_TLS (basic auth), $REGISTRY_TOKEN (token); facts in $STATE/testenv.json"
 }

@@ -14,7 +14,8 @@ Everything here is pure or reads only local files (the build context, the Docker
 - :func:`parse_dockerfile` and :func:`base_images` find the images named by ``FROM``, ``COPY --from`` and
   ``RUN --mount=from=`` after ARG substitution, skipping stages and ``scratch``.
 - :func:`fingerprint` is the digest over every input that decides the output image.
-- :func:`choose_strategy`, :func:`build_argv`, :func:`parse_metadata`, :func:`failing_step` are the rest.
+- :func:`choose_strategy`, :func:`build_argv`, :func:`parse_metadata`, :func:`failing_step` are the rest;
+  :func:`frontend_failure` recognises a ``# syntax=`` frontend image that the builder could not fetch.
 """
 
 from __future__ import annotations
@@ -714,3 +715,76 @@ def failing_step(log: str, tail: int = TAIL_LINES) -> dict:
 def emulation_hint(log: str) -> bool:
     """Whether a failed build's output shows a missing emulator (``exec format error``)."""
     return "exec format error" in (log or "")
+
+
+# --------------------------------------------------------------------------------------- the syntax line
+
+
+def syntax_directive(text: str) -> str:
+    """The frontend image of a ``# syntax=IMAGE`` parser directive at the top of a Dockerfile ('' when none)."""
+    for line in (text or "").splitlines():
+        match = _DIRECTIVE_RE.match(line.strip())
+        if not match:
+            break  # directives come before any other line, blank lines and comments included
+        if match.group(1).lower() == "syntax":
+            return match.group(2)
+    return ""
+
+
+def normalize_image(name: str) -> str:
+    """An image name as the engine reads it: ``docker/dockerfile:1`` -> ``docker.io/docker/dockerfile:1``."""
+    ref = name.strip()
+    if ref.startswith("docker-image://"):
+        ref = ref[len("docker-image://") :]
+    first, _sep, rest = ref.partition("/")
+    if not (rest and ("." in first or ":" in first or first == "localhost")):
+        ref = "docker.io/" + (ref if rest else "library/" + ref)
+    last = ref.rsplit("/", 1)[-1]
+    if "@" not in last and ":" not in last:
+        ref += ":latest"
+    return ref
+
+
+_RESOLVE_RE = re.compile(r"^#(\d+) resolve image config for (\S+)$")
+_METADATA_RE = re.compile(r"failed to resolve source metadata for (\S+?): (.*)$")
+
+
+def frontend_failure(log: str, syntax: str) -> str:
+    """The error BuildKit gave when it could not fetch the Dockerfile frontend that ``# syntax=`` names.
+
+    ``log`` is buildx ``--progress plain`` output (lines may carry a ``[platform] `` prefix); ``syntax`` is
+    what :func:`syntax_directive` read from the Dockerfile. BuildKit resolves that image in a step of its own
+    (``#3 resolve image config for docker.io/docker/dockerfile:1`` then ``#3 ERROR: ...``; newer versions
+    also end with ``failed to resolve source metadata for IMAGE: ...``) before it reads the Dockerfile.
+    Returns the error text, '' when the output shows no such failure (or the Dockerfile has no syntax line).
+    """
+    if not syntax:
+        return ""
+    wanted = normalize_image(syntax)
+    steps = set()
+    for raw in (log or "").splitlines():
+        line = re.sub(r"^\[[^\]]+\] ", "", raw.rstrip())
+        match = _RESOLVE_RE.match(line)
+        if match and normalize_image(match.group(2)) == wanted:
+            steps.add(match.group(1))
+            continue
+        number, _sep, rest = line.partition(" ")
+        if number[1:] in steps and number.startswith("#") and rest.startswith("ERROR:"):
+            return rest[len("ERROR:") :].strip()
+        match = _METADATA_RE.search(line)
+        if match and normalize_image(match.group(1)) == wanted:
+            return match.group(2).strip()
+    return ""
+
+
+def frontend_message(syntax: str, error: str) -> str:
+    """What to tell the user when the frontend of the syntax line cannot be fetched, and what to do."""
+    image = normalize_image(syntax)
+    return (
+        f"the Dockerfile starts with '# syntax={syntax}', so BuildKit first fetches the Dockerfile frontend image"
+        f" {image}, and the builder cannot pull it ({error}). Mirror that image into a registry the builder"
+        f" reaches (for example `skopeo copy --all docker://{image} docker://REGISTRY/{image.split('/', 1)[1]}`"
+        " where its registry is reachable) and point the syntax line at the mirror"
+        f" ('# syntax=REGISTRY/{image.split('/', 1)[1]}'), or drop the line to build with the builder's"
+        " built-in Dockerfile frontend"
+    )

@@ -140,6 +140,7 @@ class ImageBuilder:
         self._engine_info = None
         self._builders = {}
         self.log = None
+        self.syntax = ""  # the frontend image of the Dockerfile's `# syntax=` line, read by compute_fingerprint
         self.current = False  # set by assess(): the first tag holds this build
         self.missing_tags = []  # set by assess(): the other tags that do not point to it yet
         self.result = {
@@ -236,6 +237,7 @@ class ImageBuilder:
         except (OSError, UnicodeDecodeError) as exc:
             raise bd.BuildError(f"cannot read the Dockerfile {dockerfile}: {exc}") from None
         parsed = bd.parse_dockerfile(text)
+        self.syntax = bd.syntax_directive(text)
         images = bd.base_images(parsed, self.build_args, self.platforms, host_platform().oci)
         digests = parallel(self.resolve_base, images)
         bases = dict(zip(images, digests))
@@ -400,7 +402,10 @@ class ImageBuilder:
         step = bd.failing_step(text)
         tail = step["tail"]
         where = f" for {prefix}" if prefix else f" for {', '.join(platforms)}"
-        if bd.emulation_hint(err + out) or bd.emulation_hint("\n".join(tail)):
+        frontend = bd.frontend_failure(text, self.syntax) or bd.frontend_failure(err + out, self.syntax)
+        if frontend:
+            msg = f"the build{where} could not start: " + bd.frontend_message(self.syntax, frontend)
+        elif bd.emulation_hint(err + out) or bd.emulation_hint("\n".join(tail)):
             msg = (
                 f"the build{where} could not run a program of the target platform (exec format error): there is"
                 " no emulator for it. Register QEMU emulation with fleet.multiarch.binfmt, or add a native node"

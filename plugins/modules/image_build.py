@@ -220,6 +220,10 @@ notes:
   - The docker driver cannot push by digest, so with V(per_platform) on it each platform is first pushed to
     the tag C(<tag>-build-<os>-<arch>[-<variant>]) of the first reference; later builds overwrite those tags.
   - O(docker_config) is also the directory the docker CLI reads (C(DOCKER_CONFIG)).
+  - A C(# syntax=IMAGE) line makes BuildKit pull that Dockerfile frontend image before anything else, from its own
+    registry (not the engine's registry mirror). When the builder cannot pull it, the task fails with a message
+    that names the image and says to mirror it into a reachable registry and point the line there, or to drop
+    the line.
 attributes:
   action:
     support: full

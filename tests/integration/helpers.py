@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryError
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -116,3 +118,15 @@ def qemu_processes_of(state: Path) -> list[str]:
         if cmdline.startswith("qemu-system-") and str(state) in cmdline:
             found.append(f"{proc.name}: {cmdline}")
     return found
+
+
+def purge_repository(client, name: str) -> None:
+    """Delete every tagged manifest of a test's own repository (one already gone is fine)."""
+    for tag in client.list_tags(name):
+        head = client.head_manifest(name, tag)
+        if head and head["digest"]:
+            try:
+                client.delete_manifest(name, head["digest"])
+            except RegistryError as exc:
+                if exc.status != 404:
+                    raise

@@ -35,7 +35,7 @@ def test_container_of_each_platform_runs_from_local_registry(testenv, platform):
     assert proc.stdout.strip() == UNAME[platform]
 
 
-@pytest.mark.parametrize("image", ["busybox", "debian"])
+@pytest.mark.parametrize("image", ["busybox", "debian", "golang"])
 def test_base_images_are_indexes_whose_configs_carry_the_platform(testenv, image):
     repo, tag = testenv["images"][image]["repository"].split(":")
     index = _registry_json(testenv["registry"], f"{repo}/manifests/{tag}", INDEX_TYPES)

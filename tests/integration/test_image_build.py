@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, RegistryError
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 
-from .helpers import playbook_results, run, run_module
+from .helpers import playbook_results, purge_repository, run, run_module
 
 CONTEXTS = Path(__file__).resolve().parent / "contexts"
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
@@ -47,14 +47,7 @@ def repo(testenv, plain, request):
     """A repository of its own on the plain registry, purged afterwards."""
     name = f"fleet-test/build-{request.node.name.replace('_', '-')[5:40].strip('-')}-{RUN_ID}"
     yield f"{testenv['registry']}/{name}"
-    for tag in plain.list_tags(name):
-        head = plain.head_manifest(name, tag)
-        if head and head["digest"]:
-            try:
-                plain.delete_manifest(name, head["digest"])
-            except RegistryError as exc:
-                if exc.status != 404:
-                    raise
+    purge_repository(plain, name)
 
 
 def context(tmp_path: Path, name: str = "uname") -> Path:

@@ -381,3 +381,77 @@ def test_failing_step_with_platform_prefixes():
         "platform": "linux/arm64",
     }
     assert bd.failing_step("no steps here\n")["step"] == ""
+
+
+# --------------------------------------------------------------------------- the syntax line
+
+
+@pytest.mark.parametrize(
+    ("text", "syntax"),
+    [
+        ("# syntax=docker/dockerfile:1\nFROM busybox\n", "docker/dockerfile:1"),
+        ("#syntax = docker/dockerfile:1.7-labs\n# escape=`\nFROM busybox\n", "docker/dockerfile:1.7-labs"),
+        ("# escape=\\\n# syntax=m.local/docker/dockerfile:1\nFROM busybox\n", "m.local/docker/dockerfile:1"),
+        ("# a comment first\n# syntax=docker/dockerfile:1\nFROM busybox\n", ""),  # no longer a directive
+        ("FROM busybox\n# syntax=docker/dockerfile:1\n", ""),
+        ("FROM busybox\n", ""),
+    ],
+)
+def test_syntax_directive(text, syntax):
+    assert bd.syntax_directive(text) == syntax
+
+
+@pytest.mark.parametrize(
+    ("name", "normal"),
+    [
+        ("docker/dockerfile:1", "docker.io/docker/dockerfile:1"),
+        ("docker-image://docker.io/docker/dockerfile:1", "docker.io/docker/dockerfile:1"),
+        ("busybox", "docker.io/library/busybox:latest"),
+        ("127.0.0.1:5000/docker/dockerfile", "127.0.0.1:5000/docker/dockerfile:latest"),
+        ("docker/dockerfile@sha256:ab", "docker.io/docker/dockerfile@sha256:ab"),
+    ],
+)
+def test_normalize_image(name, normal):
+    assert bd.normalize_image(name) == normal
+
+
+HUB_ERROR = (
+    'failed to do request: Head "https://registry-1.docker.io/v2/docker/dockerfile/manifests/1": dial tcp: lookup'
+    " registry-1.docker.io on 10.255.255.53:53: no such host"
+)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "syntax", "error"),
+    [
+        # engine 1 (docker 20.10, BuildKit 0.8), the module's log of two concurrent builds ([platform] prefixes)
+        ("log-syntax-frontend-classic.txt", "docker/dockerfile:1", HUB_ERROR),
+        # engine 2 (docker 26): docker-image:// in the step title, "failed to resolve source metadata" at the end
+        ("log-syntax-frontend-containerd.txt", "docker/dockerfile:1", HUB_ERROR),
+        # a reachable registry without the image
+        (
+            "log-syntax-frontend-not-found.txt",
+            "127.0.0.1:5000/docker/dockerfile:1.7",
+            "127.0.0.1:5000/docker/dockerfile:1.7: not found",
+        ),
+    ],
+)
+def test_frontend_failure_from_captured_logs(fixture, syntax, error):
+    log = (FIXTURES / fixture).read_text()
+    assert bd.frontend_failure(log, syntax) == error
+    assert bd.frontend_failure(log, "") == ""  # a Dockerfile without the line: not this failure
+    assert bd.frontend_failure(log, "other/frontend:1") == ""
+
+
+def test_frontend_failure_only_at_the_frontend_step():
+    assert bd.frontend_failure((FIXTURES / "log-failing-run.txt").read_text(), "docker/dockerfile:1") == ""
+    # the last line alone is enough (output whose step lines were lost)
+    tail = "ERROR: failed to solve: failed to resolve source metadata for docker.io/docker/dockerfile:1: denied\n"
+    assert bd.frontend_failure(tail, "docker/dockerfile:1") == "denied"
+
+
+def test_frontend_message_names_the_image_and_the_remedies():
+    msg = bd.frontend_message("docker/dockerfile:1", "no such host")
+    assert "docker.io/docker/dockerfile:1" in msg and "(no such host)" in msg
+    assert "Mirror that image into a registry the builder reaches" in msg
+    assert "# syntax=REGISTRY/docker/dockerfile:1" in msg and "drop the line" in msg

@@ -257,3 +257,35 @@ def test_a_platform_this_host_emulates_passes_the_check(context, capsys, monkeyp
     monkeypatch.setattr(ImageBuilder, "local_platforms", lambda self: ["linux/amd64", "linux/loong64"])
     with pytest.raises(BuildStarted):
         run_main({"context": str(context), "platforms": ["linux/amd64", "linux/loong64"]}, capsys)
+
+
+class ReplayedBuildCLI(CapturedBuilderCLI):
+    """The captured engine 1 builder, whose `buildx build` prints the captured output of a failed build."""
+
+    output = ""
+
+    def run_streaming(self, args, on_output, environ=None):
+        assert args[:2] == ["buildx", "build"], args
+        on_output("stderr", self.output.encode())
+        on_output("stderr", b"")
+        return 1, "", self.output
+
+
+def test_a_syntax_line_whose_frontend_cannot_be_pulled_says_what_to_do(registry, tmp_path, capsys, monkeypatch):
+    """The module's build failure path uses frontend_failure on the build's own output (captured on engine 1)."""
+    captured = (CapturedBuilderCLI.FIXTURES / "log-syntax-frontend-classic.txt").read_text()
+    mark = "[linux/amd64] "
+    ReplayedBuildCLI.output = "\n".join(ln[len(mark) :] for ln in captured.splitlines() if ln.startswith(mark))
+    monkeypatch.setattr(bx.DockerCLI, "from_module", classmethod(lambda cls, module: ReplayedBuildCLI(module)))
+    monkeypatch.setattr(ImageBuilder, "local_platforms", lambda self: ["linux/amd64"])
+    shutil.copytree(CONTEXT.parent / "syntax-line", tmp_path / "ctx")
+    log = tmp_path / "build.log"
+    result = run_main({"context": str(tmp_path / "ctx"), "platforms": ["linux/amd64"], "log_path": str(log)}, capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith(
+        "the build for linux/amd64 could not start: the Dockerfile starts with '# syntax=docker/dockerfile:1', so"
+        " BuildKit first fetches the Dockerfile frontend image docker.io/docker/dockerfile:1, and the builder cannot"
+        ' pull it (failed to do request: Head "https://registry-1.docker.io/v2/docker/dockerfile/manifests/1"'
+    ), result["msg"]
+    assert "Mirror that image into a registry the builder reaches" in result["msg"]
+    assert result["msg"].endswith(f"(full log: {log})")
