@@ -21,11 +21,10 @@ import pytest
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     Credentials,
     RegistryClient,
-    RegistryError,
     compute_digest,
 )
 
-from .helpers import run, run_module
+from .helpers import purge_repository, run, run_module
 
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 UNAME = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l"}
@@ -37,18 +36,6 @@ RUN_ID = uuid.uuid4().hex[:8]
 
 def tag_of(platform: str) -> str:
     return platform.replace("linux/", "").replace("/", "")
-
-
-def purge(client: RegistryClient, repository: str) -> None:
-    """Delete every manifest tagged in ``repository`` (the registry keeps the blobs until its GC)."""
-    for tag in client.list_tags(repository):
-        head = client.head_manifest(repository, tag)
-        if head and head["digest"]:
-            try:
-                client.delete_manifest(repository, head["digest"])
-            except RegistryError as exc:
-                if exc.status != 404:
-                    raise
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +66,7 @@ def repos(testenv, plain):
 
     yield make
     for name in made:
-        purge(plain, name)
+        purge_repository(plain, name)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +89,7 @@ def sources(testenv, plain, tmp_path_factory):
         refs[platform] = ref
     digests = {p: plain.head_manifest(repo, tag_of(p))["digest"] for p in PLATFORMS}
     yield {"repo": repo, "refs": refs, "digests": digests}
-    purge(plain, repo)
+    purge_repository(plain, repo)
     run(["docker", "image", "rm", "-f", *refs.values()], check=False)
 
 
@@ -498,7 +485,7 @@ def test_tls_basic_auth_copy_from_another_registry(testenv, sources, tls, tmp_pa
         no_ca = run_module("fleet.multiarch.manifest_info", {"name": name, **tls["args"], "ca_cert": None})
         assert no_ca.get("failed") and "ca_cert" in no_ca["msg"]
     finally:
-        purge(tls["client"], repo)
+        purge_repository(tls["client"], repo)
 
 
 # --------------------------------------------------------------------------- Bearer token registry
@@ -552,5 +539,5 @@ def test_bearer_token_registry(testenv, sources, tmp_path):
         wrong = run_module("fleet.multiarch.manifest_info", {"name": name, **auth, "password": "wrong-pw"})
         assert wrong.get("failed") and "token server" in wrong["msg"] and "wrong-pw" not in wrong["msg"]
     finally:
-        purge(client, repo)
-        purge(client, f"{repo}-b")
+        purge_repository(client, repo)
+        purge_repository(client, f"{repo}-b")

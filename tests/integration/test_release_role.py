@@ -26,9 +26,9 @@ import pytest
 import requests
 import yaml
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, RegistryError
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 
-from .helpers import VENV_BIN, play_recap, run, run_playbook
+from .helpers import VENV_BIN, play_recap, purge_repository, run, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "docs" / "examples" / "app"
@@ -49,15 +49,7 @@ def repo(testenv):
     """A repository of its own on the plain registry, purged afterwards."""
     name = f"fleet-test/release-{uuid.uuid4().hex[:8]}"
     yield f"{testenv['registry']}/{name}"
-    client = RegistryClient(testenv["registry"])
-    for tag in client.list_tags(name):
-        head = client.head_manifest(name, tag)
-        if head and head["digest"]:
-            try:
-                client.delete_manifest(name, head["digest"])
-            except RegistryError as exc:
-                if exc.status != 404:
-                    raise
+    purge_repository(RegistryClient(testenv["registry"]), name)
 
 
 @pytest.fixture
