@@ -788,3 +788,40 @@ def frontend_message(syntax: str, error: str) -> str:
         f" ('# syntax=REGISTRY/{image.split('/', 1)[1]}'), or drop the line to build with the builder's"
         " built-in Dockerfile frontend"
     )
+
+
+# --------------------------------------------------------------------------------------- secret values
+
+MASK = "********"
+MIN_MASKED = 4  # shorter values would mask ordinary words of the log
+
+
+def secret_values(secrets: list, environ=None, read_file=None) -> list:
+    """The values of the build's secrets, each line on its own, longest first, for :func:`mask`.
+
+    ``value`` items are the value itself, ``env`` items the variable's value in ``environ``, ``file`` items
+    the file's content (read with ``read_file``); a secret the Dockerfile prints must not reach the log, the
+    message or the result.
+    """
+    environ = os.environ if environ is None else environ
+    found = set()
+    for item in secrets or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("value") is not None:
+            text = str(item["value"])
+        elif item.get("env") is not None:
+            text = environ.get(str(item["env"]), "")
+        elif item.get("file") is not None and read_file is not None:
+            text = read_file(os.path.expanduser(str(item["file"])))
+        else:
+            continue
+        found.update(line.strip() for line in text.splitlines() if len(line.strip()) >= MIN_MASKED)
+    return sorted(found, key=len, reverse=True)
+
+
+def mask(text: str, values: list) -> str:
+    """``text`` with every secret value replaced by :data:`MASK`."""
+    for value in values:
+        text = text.replace(value, MASK)
+    return text

@@ -63,12 +63,15 @@ def _text(value) -> str:
 class BuildLog:
     """The build log file, written as output arrives; lines of concurrent builds carry their platform."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, secrets: list = ()):
         self.path = path
+        self.secrets = [value.encode() for value in secrets]
         parent = os.path.dirname(path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
-        self._handle = open(path, "ab")
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        # readable by its owner only: a build's output can hold what a Dockerfile does with a secret
+        self._handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        os.chmod(path, 0o600)
         self._lock = threading.Lock()
         self._partial = {}
 
@@ -78,6 +81,8 @@ class BuildLog:
         lines = data.split(b"\n")
         self._partial[key] = lines.pop()
         if lines:
+            for value in self.secrets:
+                lines = [line.replace(value, bd.MASK.encode()) for line in lines]
             head = f"[{prefix}] ".encode() if prefix else b""
             with self._lock:
                 self._handle.write(b"".join(head + line + b"\n" for line in lines))
@@ -101,6 +106,11 @@ class BuildLog:
     def read(self) -> str:
         with open(self.path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
 
 
 def run_logged(cli, args: list, log: BuildLog, prefix: str = "", environ: dict | None = None) -> tuple:
@@ -140,6 +150,7 @@ class ImageBuilder:
         self._engine_info = None
         self._builders = {}
         self.log = None
+        self.secret_values = []  # what the build's secrets hold, masked in the log, the messages and the result
         self.syntax = ""  # the frontend image of the Dockerfile's `# syntax=` line, read by compute_fingerprint
         self.current = False  # set by assess(): the first tag holds this build
         self.missing_tags = []  # set by assess(): the other tags that do not point to it yet
@@ -181,6 +192,9 @@ class ImageBuilder:
         unknown = sorted(set(self.platform_builders) - set(self.platforms))
         if unknown:
             raise bd.BuildError(f"platform_builders names platforms that are not built: {', '.join(unknown)}")
+        bd.secret_args(p["secrets"])  # a missing secret file fails here, before anything is built or pushed
+        if p["log_path"] and os.path.isdir(p["log_path"]):
+            raise bd.BuildError(f"log_path {p['log_path']} is a directory: give the path of the log file to write")
         return context, dockerfile
 
     # ---- the fingerprint
@@ -395,6 +409,7 @@ class ImageBuilder:
         rc, out, err = run_logged(self.cli, argv, self.log, prefix, environ)
         if rc == 0:
             return
+        out, err = bd.mask(out, self.secret_values), bd.mask(err, self.secret_values)
         text = self.log.read()
         if prefix:  # only this platform's lines of a log shared by concurrent builds
             mark = f"[{prefix}] "
@@ -608,7 +623,8 @@ class ImageBuilder:
         self.result["strategy"], self.result["strategy_reason"] = strategy, reason
         self.check_platforms()
         secret_argv, secret_env = bd.secret_args(p["secrets"])
-        self.log = BuildLog(p["log_path"] or self.default_log_path())
+        self.secret_values = bd.secret_values(p["secrets"], read_file=_read_text)
+        self.log = BuildLog(p["log_path"] or self.default_log_path(), self.secret_values)
         self.result["log_path"] = self.log.path
         self.log.note(f"fleet.multiarch.image_build {self.primary} {','.join(self.platforms)} fingerprint {fp}")
         self.log.note(f"strategy {strategy}: {reason}")
@@ -628,7 +644,11 @@ class ImageBuilder:
             shutil.rmtree(workdir, ignore_errors=True)
         return self.finish()
 
-    def finish(self) -> dict:
+    def finish(self, failed: bool = False) -> dict:
+        """The result; after a failure, ``changed`` says whether anything reached a registry (a staging tag, or
+        a tag now holding the build), not what the task had set out to do."""
+        if failed and not self.module.check_mode:
+            self.result["changed"] = bool(self.result["staging_tags"] or self.result["digest"])
         self.result["seconds"] = round(time.monotonic() - self.started, 3)
         return self.result
 
@@ -653,7 +673,7 @@ def image_build_argument_spec() -> dict:
             "type": "list",
             "elements": "dict",
             "default": [],
-            "no_log": True,
+            "no_log": False,  # ids, files and variable names are not secret; value is
             "options": {
                 "id": {"type": "str", "required": True},
                 "file": {"type": "path"},

@@ -60,7 +60,8 @@ TOKEN_LIFETIME_DEFAULT = 60  # seconds, as the token spec says when expires_in i
 CHUNK = 1 << 20  # bytes read or written at a time when a blob goes through a file
 
 _DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+# the distribution spec's tag grammar, ASCII only (Python's \w alone would take any Unicode letter)
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::[0-9]+)?$")
 
@@ -156,7 +157,8 @@ def parse_reference(text) -> Reference:
         path, tag = path.rsplit(":", 1)
         if not _TAG_RE.match(tag):
             raise ImageReferenceError(
-                f"invalid tag {tag!r} in image reference {raw!r}: up to 128 letters, digits, '_', '.', '-'"
+                f"invalid tag {tag!r} in image reference {raw!r}: up to 128 ASCII letters, digits, '_', '.', '-',"
+                " not starting with '.' or '-' (the distribution spec's tag grammar)"
             )
     components = path.split("/")
     for comp in components:

@@ -236,6 +236,9 @@ class PluginInstaller:
         self.module = module
         self.params = module.params
         self.params["mode"] = bx.parse_mode(self.params["mode"])  # every option checked before anything is touched
+        src = self.params["src"]
+        if src and self.params["state"] == "present" and not os.path.isfile(src):
+            raise bx.BuildxError(f"src {src} does not exist or is not a file: give the path of a docker-buildx binary")
         directory, self.owner = plugin_dir_for(self.params["scope"], self.params["owner"], self.params["plugin_dir"])
         self.path = os.path.join(directory, PLUGIN_NAME)
         self.result = {"changed": False, "path": self.path, "sha256": "", "version": "", "url": ""}

@@ -98,8 +98,11 @@ options:
     default: {}
   secrets:
     description:
-      - Secrets for C(RUN --mount=type=secret). Values are never put on a command line, in the log or in
-        the result. They are not part of the fingerprint. The whole option is hidden from logs (C(no_log)).
+      - Secrets for C(RUN --mount=type=secret). Values are never put on a command line. What a secret holds
+        (the value, the variable's value, the file's content; each line of 4 characters or more) is masked
+        as C(********) in the build log, the messages and the result, also when a Dockerfile prints it. Ids,
+        file paths and variable names are not secret and are shown in messages. They are not part of the
+        fingerprint.
     type: list
     elements: dict
     default: []
@@ -115,7 +118,7 @@ options:
         description: An environment variable of the module (set it with the C(environment) keyword).
         type: str
       value:
-        description: The secret itself; it reaches buildx through an environment variable of the child.
+        description: The secret itself (C(no_log)); it reaches buildx through an environment variable of the child.
         type: str
   ssh:
     description:
@@ -199,8 +202,9 @@ options:
     type: str
   log_path:
     description:
-      - The file the build output is written to. Default a new file under the system's temporary directory,
-        in C(fleet-multiarch-build/).
+      - The file the build output is written to, readable by its owner only (mode C(0600)), with the secrets
+        masked. Default a new file under the system's temporary directory, in C(fleet-multiarch-build/)
+        (created with mode C(0700)). A directory is refused before anything is built.
     type: path
   docker_cli:
     description:
@@ -401,13 +405,13 @@ def main():
         builder = ImageBuilder(module, bx.DockerCLI.from_module(module), pool)
         result = builder.run()
     except bd.BuildError as exc:
-        extra = builder.finish() if builder is not None else {}
+        extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **{**extra, **exc.details})
     except bx.BuildxError as exc:
-        extra = builder.finish() if builder is not None else {}
+        extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **{**extra, **exc.to_result()})
     except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
-        extra = builder.finish() if builder is not None else {}
+        extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **extra)
     except Exception as exc:
         module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())

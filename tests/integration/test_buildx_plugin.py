@@ -236,3 +236,13 @@ def test_bad_mode_is_refused_before_anything_is_touched(release, installed, dock
     result = run_module("fleet.multiarch.buildx_plugin", dict(args, plugin_dir=str(fresh)))
     assert result.get("failed") is True and result.get("changed", False) is False, result
     assert not fresh.exists(), "a refused task created the plugin directory"
+
+
+def test_missing_src_is_named_before_anything_is_touched(release, installed, tmp_path):
+    """Issue 26: a src that does not exist ended in 'unexpected error: [Errno 2] ...'."""
+    result = run_module(
+        "fleet.multiarch.buildx_plugin", {"plugin_dir": str(installed.parent), "src": str(tmp_path / "nope")}
+    )
+    assert result.get("failed") is True and result.get("changed", False) is False, result
+    assert f"src {tmp_path / 'nope'} does not exist" in result["msg"] and "unexpected" not in result["msg"]
+    assert_untouched(installed, release)

@@ -272,6 +272,67 @@ def test_secrets_reach_the_build_but_not_the_log(testenv, repo, tmp_path):
     assert out == hashlib.sha256(value.encode()).hexdigest()
 
 
+def test_a_secret_the_dockerfile_prints_is_masked_everywhere(testenv, repo, tmp_path):
+    """Issue 26: a failing step that prints its secrets left them in msg, log_tail and a 0644 log file."""
+    ctx = tmp_path / "leak"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nARG RUN_ID\n"
+        "RUN --mount=type=secret,id=a --mount=type=secret,id=b --mount=type=secret,id=c"
+        " cat /run/secrets/a /run/secrets/b /run/secrets/c && exit 3\n"
+    )
+    values = {"a": f"value-{RUN_ID}", "b": f"from-env-{RUN_ID}", "c": f"from-file-{RUN_ID}"}
+    (tmp_path / "c.txt").write_text(values["c"] + "\n")
+    playbook = tmp_path / "leak.yml"
+    task = {
+        "context": str(ctx),
+        "platforms": ["linux/amd64"],
+        "tags": [f"{repo}:1"],
+        "build_args": {"RUN_ID": RUN_ID},
+        "secrets": [
+            {"id": "a", "value": values["a"]},
+            {"id": "b", "env": "FLEET_TEST_SECRET"},
+            {"id": "c", "file": str(tmp_path / "c.txt")},
+        ],
+    }
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "Leak", "fleet.multiarch.image_build": task, "environment": {"FLEET_TEST_SECRET": values["b"]}}
+            ],
+        }
+    ]
+    playbook.write_text(json.dumps(play))
+    [result] = playbook_results(playbook)
+    assert result.get("failed") is True, result
+    assert result["changed"] is False
+    assert "exit 3" in result["step"] or "exit code: 3" in result["msg"]
+    log = Path(result["log_path"])
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    text = log.read_text()
+    assert "********" in text  # the step's output is there, masked
+    for value in values.values():
+        assert value not in json.dumps(result), value
+        assert value not in text, value
+
+
+def test_inputs_refused_before_anything_with_what_is_wrong(testenv, repo, tmp_path):
+    ctx = context(tmp_path)
+    args = {"context": str(ctx), "platforms": ["linux/amd64"], "tags": [f"{repo}:1"]}
+    missing = run_module(MODULE, dict(args, secrets=[{"id": "token", "file": str(tmp_path / "nope.txt")}]))
+    assert missing.get("failed") is True and missing.get("changed") is False, missing
+    assert f"secrets[0] (token): the file {tmp_path / 'nope.txt'} does not exist" in missing["msg"]
+    folder = run_module(MODULE, dict(args, log_path=str(tmp_path)))
+    assert folder.get("failed") is True and folder.get("changed") is False, folder
+    assert f"log_path {tmp_path} is a directory" in folder["msg"]
+    accented = run_module(MODULE, dict(args, tags=[f"{repo}:été"]))
+    assert accented.get("failed") is True and accented.get("changed") is False, accented
+    assert "invalid tag 'été'" in accented["msg"] and "ASCII" in accented["msg"]
+    assert not reg.RegistryClient(testenv["registry"]).list_tags(repo.split("/", 1)[1])
+
+
 # --------------------------------------------------------------------------- speed of the unchanged path
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
+from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import BuildLog
 
 FIXTURES = Path(__file__).resolve().parents[3] / "unit" / "fixtures" / "build"
 BUSYBOX = "sha256:11e88decc3b61ce4db44b1747e24483110fd1b29724a7d4a33b68b1a8258d089"
@@ -455,3 +456,31 @@ def test_frontend_message_names_the_image_and_the_remedies():
     assert "docker.io/docker/dockerfile:1" in msg and "(no such host)" in msg
     assert "Mirror that image into a registry the builder reaches" in msg
     assert "# syntax=REGISTRY/docker/dockerfile:1" in msg and "drop the line" in msg
+
+
+def test_secret_values_of_each_kind_longest_first(tmp_path):
+    secret_file = tmp_path / "token"
+    secret_file.write_text("first-line-of-the-file\nabc\nsecond-line\n")
+    secrets = [
+        {"id": "a", "value": "the-value"},
+        {"id": "b", "env": "TOKEN"},
+        {"id": "c", "file": str(secret_file)},
+        {"id": "d", "env": "UNSET"},
+    ]
+    got = bd.secret_values(secrets, environ={"TOKEN": "from-the-environment"}, read_file=lambda p: open(p).read())
+    assert got == ["first-line-of-the-file", "from-the-environment", "second-line", "the-value"]  # "abc": too short
+
+
+def test_mask_replaces_every_occurrence():
+    values = bd.secret_values([{"id": "a", "value": "hunter22"}, {"id": "b", "value": "hunter2222"}])
+    assert bd.mask("x hunter2222 y hunter22 z", values) == "x ******** y ******** z"
+
+
+def test_build_log_is_private_and_masks_the_secrets(tmp_path):
+    log = BuildLog(str(tmp_path / "logs" / "build.log"), ["s3cret-value"])
+    log.write("linux/arm64", b"#5 0.1 the token is s3cr")
+    log.write("linux/arm64", b"et-value\n#5 DONE\n")  # a secret cut between two chunks of output
+    log.close()
+    assert oct((tmp_path / "logs" / "build.log").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "logs").stat().st_mode & 0o777) == "0o700"
+    assert log.read() == "[linux/arm64] #5 0.1 the token is ********\n[linux/arm64] #5 DONE\n"

@@ -1058,3 +1058,10 @@ def socket_closed_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("tag", ["été", "v1.0-ß", "٣", "-x", ".x", "x" * 129])
+def test_tags_outside_the_distribution_grammar_are_refused(tag):
+    """Tags are ASCII ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}); Python's \\w alone took any Unicode letter."""
+    with pytest.raises(reg.ImageReferenceError, match="invalid tag"):
+        reg.parse_reference(f"127.0.0.1:5000/app:{tag}")
