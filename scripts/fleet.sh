@@ -14,6 +14,8 @@
 #   scripts/fleet.sh provisioned-recipe ARCH [NAME]  print the recipe ID given to that snapshot (exit 1: none)
 #   scripts/fleet.sh drop-snapshot NAME     remove that snapshot of every architecture
 #   scripts/fleet.sh ssh GUEST [COMMAND...] a shell or a command on a guest, as the user pi
+#   scripts/fleet.sh power-cut GUEST        the guest loses power: its QEMU is killed (SIGKILL), nothing is flushed
+#   scripts/fleet.sh power-on GUEST         boot a guest that lost power again, from its own disk as it was left
 #   scripts/fleet.sh clean-cache            remove the cached images (the next build starts afresh)
 #
 # Guests: arm64 (qemu-system-aarch64 -M virt -cpu cortex-a72, the Raspberry Pi 4 CPU) and armhf
@@ -27,7 +29,10 @@
 # (default /var/lib/fleet-multiarch-testenv) are the parents of the fleet's cache and state; FLEET_ARM64,
 # FLEET_ARMHF (guests of each kind, default 1), FLEET_IMAGE (base), FLEET_PORT_BASE (12200: arm64 guest
 # N gets PORT_BASE+N, armhf guest N gets PORT_BASE+100+N), FLEET_MEMORY (MiB, 1024), FLEET_SMP (1),
-# FLEET_BOOT_TIMEOUT (s, 900), FLEET_BUILD_PARALLEL (1: build both architectures at once), FLEET_DISK_SIZE.
+# FLEET_BOOT_TIMEOUT (s, 900), FLEET_BUILD_PARALLEL (1: build both architectures at once), FLEET_DISK_SIZE,
+# FLEET_DISK_CACHE (QEMU's cache mode of the guests' disks: unsafe, the default, ignores the guest's flushes,
+# which is quick but a killed QEMU may leave its disk image inconsistent; writeback honours them, so that
+# `power-cut` loses what a real board loses - the writes not yet flushed - and nothing more).
 # shellcheck disable=SC2119 # debian_mirror takes an optional argument (main by default)
 set -euo pipefail
 
@@ -51,6 +56,7 @@ SMP=${FLEET_SMP:-1}
 PORT_BASE=${FLEET_PORT_BASE:-12200}
 BOOT_TIMEOUT=${FLEET_BOOT_TIMEOUT:-900}
 POWEROFF_TIMEOUT=${FLEET_POWEROFF_TIMEOUT:-90}
+DISK_CACHE=${FLEET_DISK_CACHE:-unsafe}
 GUEST_USER=pi
 KEY=$STATE/id_ed25519
 
@@ -378,21 +384,31 @@ ensure_key() {
   ssh-keygen -q -t ed25519 -N '' -C "fleet.multiarch testenv" -f "$KEY"
 }
 
+# start_guest NAME ARCH PORT IMAGE [keep-disk]: a new overlay on the image, or (keep-disk) the guest's own disk.
 start_guest() {
-  local name=$1 arch=$2 port=$3 image=$4 g=$STATE/guests/$1 backing key
+  local name=$1 arch=$2 port=$3 image=$4 keep=${5:-} g=$STATE/guests/$1 backing key
+  case $DISK_CACHE in
+    unsafe | writeback | writethrough | none | directsync) ;;
+    *) die "FLEET_DISK_CACHE is a QEMU cache mode (unsafe, writeback, writethrough, none, directsync), not $DISK_CACHE" ;;
+  esac
   mkdir -p "$g" "$STATE/logs"
   port_free "$port" || die "port 127.0.0.1:$port is taken; set FLEET_PORT_BASE to another range"
   backing=$CACHE/$arch/$image.qcow2
-  qemu-img create -q -f qcow2 -F qcow2 -b "$backing" "$g/overlay.qcow2"
+  if [ "$keep" = keep-disk ]; then
+    [ -s "$g/overlay.qcow2" ] || die "$name has no disk to boot from ($g/overlay.qcow2)"
+    echo "--- powered on again $(date -u +%FT%TZ) ---" >> "$STATE/logs/$name.console.log"
+  else
+    qemu-img create -q -f qcow2 -F qcow2 -b "$backing" "$g/overlay.qcow2"
+    : > "$STATE/logs/$name.console.log"
+  fi
   echo "$arch" > "$g/arch"; echo "$port" > "$g/port"; echo "$image" > "$g/image"
   key=$(cut -d' ' -f1,2 "$KEY.pub" | tr ' ' ,)
-  : > "$STATE/logs/$name.console.log"
   # The daemon must not inherit the fleet's lock files (fds 8 and 9), or it would hold the locks.
   "$(qemu_of "$arch")" -name "$name" -M virt -cpu "$(cpu_of "$arch")" -smp "$SMP" -m "$MEMORY" \
     -accel tcg,thread=multi -display none -monitor none -serial "file:$STATE/logs/$name.console.log" \
     -kernel "$CACHE/$arch/vmlinuz" -initrd "$CACHE/$arch/initrd.img" \
     -append "console=ttyAMA0 root=/dev/vda rw apparmor=0 loglevel=4 fleet.name=$name fleet.key=$key" \
-    -drive "if=none,id=hd0,file=$g/overlay.qcow2,format=qcow2,cache=unsafe,discard=unmap" \
+    -drive "if=none,id=hd0,file=$g/overlay.qcow2,format=qcow2,cache=$DISK_CACHE,discard=unmap" \
     -device virtio-blk-device,drive=hd0 \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-device,netdev=n0 \
     -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-device,rng=rng0 \
@@ -487,7 +503,7 @@ valid_image_name() { [[ $1 =~ ^[a-z0-9][a-z0-9-]*$ ]]; }
 
 spec_of() {
   local arm64=$1 armhf=$2 image=$3 arch
-  echo "arm64=$arm64 armhf=$armhf image=$image smp=$SMP memory=$MEMORY ports=$PORT_BASE"
+  echo "arm64=$arm64 armhf=$armhf image=$image smp=$SMP memory=$MEMORY ports=$PORT_BASE cache=$DISK_CACHE"
   for arch in "${ARCHES[@]}"; do
     echo "$arch $(cat "$CACHE/$arch/recipe" 2>/dev/null) $(cat "$CACHE/$arch/$image.recipe" 2>/dev/null)"
   done
@@ -697,6 +713,46 @@ cmd_drop_snapshot() {
   log "removed the $image images"
 }
 
+# A power cut: the guest's QEMU is killed at once. Its disk keeps what QEMU had written (with
+# FLEET_DISK_CACHE=writeback: what the guest had flushed), as a board's SD card does.
+cmd_power_cut() {
+  local name=${1:-} g pid
+  [ -n "$name" ] || die "usage: $0 power-cut GUEST"
+  g=$STATE/guests/$name
+  [ -f "$g/port" ] || die "no guest $name (see $0 status)"
+  pid=$(guest_pid "$g") || die "guest $name is not running"
+  kill -KILL "$pid"
+  for _ in $(seq 1 30); do guest_pid "$g" >/dev/null || break; sleep 1; done
+  guest_pid "$g" >/dev/null && die "the QEMU of $name (pid $pid) survived SIGKILL"
+  rm -f "$g/ssh-ready"
+  log "$name lost power (QEMU pid $pid killed)"
+}
+
+# Boot a guest that lost power (or was killed) again from its own disk, and wait for its SSH.
+cmd_power_on() {
+  local name=${1:-} g deadline
+  [ -n "$name" ] || die "usage: $0 power-on GUEST"
+  g=$STATE/guests/$name
+  [ -f "$g/port" ] || die "no guest $name (see $0 status)"
+  guest_pid "$g" >/dev/null && die "guest $name is running: power-cut it first"
+  [ "$(cat "$g/arch")" = arm64 ] || [ "$(cat "$g/arch")" = armhf ] || die "guest $name has no architecture"
+  exec 9>"$STATE/.lock"
+  flock -w 1800 9 || die "another fleet command holds $STATE/.lock"
+  ensure_key
+  rm -f "$g/ssh-ready"
+  start_guest "$name" "$(cat "$g/arch")" "$(cat "$g/port")" "$(cat "$g/image")" keep-disk
+  deadline=$((SECONDS + BOOT_TIMEOUT))
+  until guest_ssh "$(cat "$g/port")" true </dev/null >/dev/null 2>&1; do
+    guest_pid "$g" >/dev/null ||
+      { tail -25 "$STATE/logs/$name.console.log" >&2; die "$name's QEMU exited while booting (console: $STATE/logs/$name.console.log)"; }
+    [ $SECONDS -lt $deadline ] || die "$name did not answer SSH within $BOOT_TIMEOUT s (console: $STATE/logs/$name.console.log)"
+    sleep 3
+  done
+  echo $(($(date +%s) - $(cat "$g/started"))) > "$g/ssh-ready"
+  write_facts
+  log "$name powered on again: answers SSH after $(cat "$g/ssh-ready") s"
+}
+
 cmd_ssh() {
   local name=${1:-} g
   [ -n "$name" ] || die "usage: $0 ssh GUEST [COMMAND...]"
@@ -716,6 +772,8 @@ case ${1:-} in
   provisioned-recipe) shift; cmd_snapshot_recipe "$@" ;;
   drop-snapshot) shift; cmd_drop_snapshot "$@" ;;
   ssh) shift; cmd_ssh "$@" ;;
+  power-cut) shift; cmd_power_cut "$@" ;;
+  power-on) shift; cmd_power_on "$@" ;;
   clean-cache) cmd_clean_cache ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -73,14 +73,32 @@ class History:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     json.dump(history, handle, indent=2)
                     handle.write("\n")
+                    # on disk before it replaces the old file: a device that loses power keeps one of the two
+                    handle.flush()
+                    os.fsync(handle.fileno())
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, path)
+                sync_directory(directory)
             except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
                 raise
         except (OSError, RolloutError) as exc:
             self.warn(f"the deployment history could not be written to {path}: {exc}")
+
+
+def sync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable (best effort: some file systems refuse to open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def parse_history(text: str, path: str) -> dict:

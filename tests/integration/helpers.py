@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryError
@@ -130,3 +133,75 @@ def purge_repository(client, name: str) -> None:
             except RegistryError as exc:
                 if exc.status != 404:
                     raise
+
+
+class DyingRelay:
+    """A TCP relay on 127.0.0.1 to a real server (a registry) that dies when a request it relays matches.
+
+    ``trigger(head)`` is given the first bytes of each request a client sends (up to 64 KiB, headers included);
+    once the relay is ``armed`` and it returns true, the relay dies as a server does: the request is not passed
+    on, every connection is cut and the port stops listening. ``revive()`` listens again on the same port.
+    """
+
+    def __init__(self, target: tuple, trigger):
+        self.target = target
+        self.trigger = trigger
+        self.armed = False
+        self.died = threading.Event()
+        self._sockets: set = set()
+        self._lock = threading.Lock()
+        self.port = 0
+        self._listen()
+
+    def _listen(self) -> None:
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", self.port))
+        self.port = self._server.getsockname()[1]
+        self._server.listen(64)
+        self.died.clear()
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+
+    def revive(self) -> None:
+        self.armed = False
+        self._listen()
+
+    def die(self) -> None:
+        self.died.set()
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for sock in [self._server, *sockets]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, server) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._sockets.update((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src, dst, from_client: bool) -> None:
+        head = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if from_client and self.armed:
+                    head = (head + data)[-65536:]
+                    if self.trigger(head):
+                        self.die()
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)

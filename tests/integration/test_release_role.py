@@ -28,7 +28,7 @@ import yaml
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 
-from .helpers import VENV_BIN, play_recap, purge_repository, run, run_playbook
+from .helpers import VENV_BIN, DyingRelay, play_recap, purge_repository, run, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "docs" / "examples" / "app"
@@ -179,3 +179,62 @@ def test_playbook_syntax(playbook):
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+INDEX_PUT = re.compile(
+    rb"PUT /v2/\S+/manifests/\S+ HTTP/1\.1\r\n(?:[^\r\n]*\r\n)*?content-type: *application/vnd\."
+    rb"(?:oci\.image\.index|docker\.distribution\.manifest\.list)",
+    re.IGNORECASE,
+)
+
+
+def test_registry_dying_between_the_platform_images_and_the_index(testenv, app, tmp_path):
+    """The registry dies as the index is sent: the release fails, the moving tags and the record stay where they
+    were, and the next run completes."""
+    context, _commit = app
+    registry = testenv["registry"]
+    host, port = registry.split(":")
+    relay = DyingRelay((host, int(port)), INDEX_PUT.search)
+    name = f"fleet-test/release-dies-{uuid.uuid4().hex[:8]}"
+    repo = f"127.0.0.1:{relay.port}/{name}"
+    record_path = tmp_path / "releases" / "app.json"
+    base = {
+        "release_context": str(context),
+        "release_repository": repo,
+        "release_name": "app",
+        "release_platforms": ["linux/amd64", "linux/arm64"],
+        "release_moving_tags": ["latest"],
+        "release_build_args": {"BASE_IMAGE": f"{registry}/library/busybox:latest", "APP_VERSION": "1.0"},
+        "release_base_image_registry": registry,
+        "release_record_path": str(record_path),
+    }
+    try:
+        first = release(tmp_path, **base, release_tag="1.0")
+        assert first.returncode == 0, first.stdout[-4000:]
+        record = record_path.read_text()
+        latest = registry_manifest(registry, name, "latest")[0]
+
+        relay.armed = True
+        second = {
+            **base,
+            "release_tag": "2.0",
+            "release_build_args": {**base["release_build_args"], "APP_VERSION": "2.0"},
+        }
+        died = release(tmp_path, **second)
+        assert relay.died.is_set(), died.stdout[-4000:]
+        assert died.returncode != 0
+        assert f"127.0.0.1:{relay.port}" in died.stdout, died.stdout[-4000:]
+        # nothing moved: the moving tag, the record; the new tag was never written
+        assert registry_manifest(registry, name, "latest")[0] == latest
+        assert record_path.read_text() == record
+        assert requests.head(f"http://{registry}/v2/{name}/manifests/2.0", timeout=30).status_code == 404
+
+        relay.revive()
+        again = release(tmp_path, **second)
+        assert again.returncode == 0, again.stdout[-4000:]
+        new = json.loads(record_path.read_text())
+        assert new["tag"] == "2.0" and new["index_digest"] != latest
+        assert registry_manifest(registry, name, "latest")[0] == new["index_digest"]
+    finally:
+        relay.die()
+        purge_repository(RegistryClient(registry), name)
