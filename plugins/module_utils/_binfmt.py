@@ -17,9 +17,11 @@ import struct
 from dataclasses import dataclass
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
+    PlatformError,
     emulated_platforms,
     native_platforms,
     parse_platform,
+    platform_from_machine,
 )
 
 PROC_ROOT = "/proc/sys/fs/binfmt_misc"
@@ -377,13 +379,20 @@ def supported_platforms(host, entries: dict, status_enabled: bool) -> list:
     return out
 
 
-def runnable_platforms(device: str, entries: dict, status_enabled: bool) -> tuple:
+def runnable_platforms(device: str, entries: dict, status_enabled: bool, machine: str = "") -> tuple:
     """(native, emulated) platforms of a ``device`` platform with these binfmt_misc ``entries``.
 
-    Native: the device's own (and linux/386 on linux/amd64); emulated: those an enabled QEMU entry runs.
+    Native: the device's own (and linux/386 on linux/amd64), and its kernel's (``machine``, ``uname -m``): a
+    32-bit userland on a 64-bit ARM kernel runs arm64 binaries too. Emulated: those an enabled QEMU entry runs.
     """
-    everything = supported_platforms(parse_platform(device), entries, status_enabled)
     native = [p.oci for p in native_platforms(parse_platform(device))]
+    try:
+        kernel = platform_from_machine(machine) if machine else None
+    except PlatformError:
+        kernel = None
+    if kernel is not None:
+        native += [p.oci for p in native_platforms(kernel) if p.oci not in native]
+    everything = supported_platforms(parse_platform(device), entries, status_enabled)
     return native, [p for p in everything if p not in native]
 
 

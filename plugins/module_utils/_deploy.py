@@ -210,10 +210,11 @@ class RolloutManager:
         # The emulators of an engine elsewhere (docker_host tcp://...) cannot be read from here.
         if docker_host(self.params.get("docker_host")).startswith("unix://"):
             try:
-                device = gather(reader)["platform"]
+                facts = gather(reader)
             except PlatformError:
                 return wanted  # a device that cannot be told is not refused
-            native, emulated = runnable_platforms(device, *reader.binfmt())
+            device = facts["platform"]
+            native, emulated = runnable_platforms(device, *reader.binfmt(), machine=facts["machine"])
             if not can_run(wanted, device, native + emulated):
                 raise RolloutFailed(unrunnable_message(wanted, device, native, emulated))
         return wanted

@@ -72,9 +72,9 @@ options:
         architecture of the engine at O(docker_host).
       - Another platform runs only when the device can emulate it (QEMU registered with M(fleet.multiarch.binfmt)).
         With an engine on this device (a C(unix://) O(docker_host)), a platform whose architecture the device can
-        neither run natively nor emulate (an enabled C(binfmt_misc) entry) fails the task before anything is pulled
-        or stopped, also in check mode. 32-bit ARM on a 64-bit ARM device is left to the engine (most such CPUs
-        run it).
+        neither run natively (its userland's or its kernel's) nor emulate (an enabled C(binfmt_misc) entry) fails
+        the task before anything is pulled or stopped, also in check mode. 32-bit ARM on a 64-bit ARM device is
+        left to the engine (most such CPUs run it).
     type: str
   expected_digests:
     description:

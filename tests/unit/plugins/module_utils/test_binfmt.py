@@ -545,6 +545,19 @@ def test_runnable_platforms(device, targets, enabled, native, emulated):
 
 
 @pytest.mark.parametrize(
+    ("machine", "native"),
+    [
+        ("aarch64", ["linux/arm/v7", "linux/arm64"]),  # a Pi under a 32-bit OS with the 64-bit kernel
+        ("armv7l", ["linux/arm/v7"]),
+        ("", ["linux/arm/v7"]),
+        ("sparc64", ["linux/arm/v7"]),  # a kernel the platform table does not know adds nothing
+    ],
+)
+def test_the_kernel_runs_its_own_platform_under_another_userland(machine, native):
+    assert bf.runnable_platforms("linux/arm/v7", {}, True, machine) == (native, [])
+
+
+@pytest.mark.parametrize(
     ("requested", "device", "runnable", "expected"),
     [
         ("linux/mips64le", "linux/amd64", ["linux/amd64", "linux/386", "linux/arm64", "linux/arm/v7"], False),
