@@ -16,6 +16,14 @@ import os
 import struct
 from dataclasses import dataclass
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
+    PlatformError,
+    emulated_platforms,
+    native_platforms,
+    parse_platform,
+    platform_from_machine,
+)
+
 PROC_ROOT = "/proc/sys/fs/binfmt_misc"
 PERSIST_DIR = "/etc/binfmt.d"
 SYSTEMD_BINFMT = ("/usr/lib/systemd/systemd-binfmt", "/lib/systemd/systemd-binfmt")
@@ -355,6 +363,49 @@ def emulated_targets(entries: dict, status_enabled: bool = True) -> list:
         return []
     found = {target_of(e) for e in entries.values() if e.get("enabled")}
     return [t for t in QEMU_TABLE if t in found]
+
+
+def supported_platforms(host, entries: dict, status_enabled: bool) -> list:
+    """What a ``host`` (a Platform) runs: its native platforms first, then those an enabled entry emulates.
+
+    The one place that adds emulation to a host's own platforms (binfmt, binfmt_info, image_build and the
+    device check of container_rollout read it).
+    """
+    out = [p.oci for p in native_platforms(host)]
+    for target in emulated_targets(entries, status_enabled):
+        for plat in emulated_platforms(target):
+            if plat.oci not in out:
+                out.append(plat.oci)
+    return out
+
+
+def runnable_platforms(device: str, entries: dict, status_enabled: bool, machine: str = "") -> tuple:
+    """(native, emulated) platforms of a ``device`` platform with these binfmt_misc ``entries``.
+
+    Native: the device's own (and linux/386 on linux/amd64), and its kernel's (``machine``, ``uname -m``): a
+    32-bit userland on a 64-bit ARM kernel runs arm64 binaries too. Emulated: those an enabled QEMU entry runs.
+    """
+    native = [p.oci for p in native_platforms(parse_platform(device))]
+    try:
+        kernel = platform_from_machine(machine) if machine else None
+    except PlatformError:
+        kernel = None
+    if kernel is not None:
+        native += [p.oci for p in native_platforms(kernel) if p.oci not in native]
+    everything = supported_platforms(parse_platform(device), entries, status_enabled)
+    return native, [p for p in everything if p not in native]
+
+
+def can_run(requested: str, device: str, runnable: list) -> bool:
+    """Whether a ``device`` whose ``runnable`` platforms (native and emulated) are these can run ``requested``.
+
+    Decided by architecture, the way ``exec format error`` happens: variants are left to the engine. 32-bit ARM
+    on a 64-bit ARM device is never refused - most 64-bit ARM CPUs run it natively, only running it tells.
+    """
+    wanted = parse_platform(requested)
+    if wanted.architecture == "arm" and parse_platform(device).architecture == "arm64":
+        return True
+    return wanted.architecture in {parse_platform(p).architecture for p in runnable}
 
 
 # ---------------------------------------------------------------------------------------------- ELF

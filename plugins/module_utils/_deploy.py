@@ -22,8 +22,9 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, can_run, runnable_platforms
 from ansible_collections.fleet.multiarch.plugins.module_utils._device import DeviceReader, gather
-from ansible_collections.fleet.multiarch.plugins.module_utils._engine import EngineError
+from ansible_collections.fleet.multiarch.plugins.module_utils._engine import EngineError, docker_host
 from ansible_collections.fleet.multiarch.plugins.module_utils._history import (
     History,
     default_path,
@@ -46,6 +47,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     deployment_of,
     desired_config,
     diff_view,
+    expected_digests,
     fixed_host_ports,
     image_name,
     log_tail,
@@ -55,6 +57,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     plan,
     previous_name,
     start_first_conflict,
+    unexpected_digest_message,
+    unrunnable_message,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._waiter import Waiter, engine_failure
 
@@ -97,6 +101,11 @@ class EngineDeviceReader(DeviceReader):
 
     def docker_version(self):
         return self.engine.version_json()
+
+    def binfmt(self) -> tuple:
+        """(entries, status enabled) of binfmt_misc: the QEMU emulators this device has registered."""
+        kernel = BinfmtMisc(self.module.run_command)
+        return kernel.entries(), kernel.status_enabled()
 
 
 def resolve(client, ref, platform: str) -> tuple:
@@ -193,9 +202,22 @@ class RolloutManager:
         return self.result
 
     def device_platform(self) -> str:
-        if self.params.get("platform"):
-            return parse_platform(self.params["platform"]).oci
-        return gather(EngineDeviceReader(self.module, self.engine))["platform"]
+        """The platform to deploy: the device's own, or the forced ``platform`` when the device can run it."""
+        reader = EngineDeviceReader(self.module, self.engine)
+        if not self.params.get("platform"):
+            return gather(reader)["platform"]
+        wanted = parse_platform(self.params["platform"]).oci
+        # The emulators of an engine elsewhere (docker_host tcp://...) cannot be read from here.
+        if docker_host(self.params.get("docker_host")).startswith("unix://"):
+            try:
+                facts = gather(reader)
+            except PlatformError:
+                return wanted  # a device that cannot be told is not refused
+            device = facts["platform"]
+            native, emulated = runnable_platforms(device, *reader.binfmt(), machine=facts["machine"])
+            if not can_run(wanted, device, native + emulated):
+                raise RolloutFailed(unrunnable_message(wanted, device, native, emulated))
+        return wanted
 
     def auth_config(self):
         if self.params.get("username") and self.params.get("password"):
@@ -434,34 +456,36 @@ class RolloutManager:
     def deploy(self) -> dict:
         params = self.params
         ref = parse_reference(params["image"])
-        platform = self.device_platform()
+        expected = expected_digests(params.get("expected_digests"))
         config = desired_config(params)
         if self.start_first:
             conflict = start_first_conflict(fixed_host_ports(config), "the new container")
             if conflict:
                 raise RolloutFailed(conflict)
         chash = config_hash(config)
-        client = ClientPool(params, ref.registry).get(ref.registry)
-        digest, matched = resolve(client, ref, platform)
-        image = image_name(ref.name, digest)
-
         current = self.engine.container(self.name)
         current_deployment = deployment_of(current.attrs) if current is not None else None
+        if current_deployment:  # also what a refusal below reports: the container as it stays
+            self.result["container"]["id"] = current_deployment["id"]
+            self.result.update(digest_before=current_deployment["digest"], digest_after=current_deployment["digest"])
+        self.result["reference"] = str(ref)
+        platform = self.device_platform()
+        client = ClientPool(params, ref.registry).get(ref.registry)
+        digest, matched = resolve(client, ref, platform)
+        self.result.update(platform=platform, platform_match=matched)
+        unexpected = unexpected_digest_message(str(ref), bool(ref.digest), expected, matched, digest)
+        if unexpected:
+            raise RolloutFailed(unexpected)
+        image = image_name(ref.name, digest)
         action = plan(current_deployment, digest, chash)
         target = {"reference": str(ref), "digest": digest, "platform": platform, "config_hash": chash}
         self.result.update(
             action=action,
             image=image,
-            reference=str(ref),
-            platform=platform,
-            platform_match=matched,
             config_hash=chash,
-            digest_before=current_deployment["digest"] if current_deployment else "",
             digest_after=digest if action != "none" or not current_deployment else current_deployment["digest"],
             previous=self.previous_info(),
         )
-        if current_deployment:
-            self.result["container"]["id"] = current_deployment["id"]
         if self.module._diff:
             self.result["diff"] = {"before": diff_view(current_deployment), "after": diff_view(target, config)}
         if action == "none" or self.module.check_mode:

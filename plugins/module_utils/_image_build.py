@@ -21,7 +21,7 @@ import time
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
-from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, emulated_targets
+from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, supported_platforms
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
@@ -33,9 +33,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     PlatformError,
-    emulated_platforms,
     host_platform,
-    native_platforms,
     parse_platform,
     platform_from_dict,
 )
@@ -356,12 +354,8 @@ class ImageBuilder:
 
     def local_platforms(self) -> list:
         """What this host runs: native platforms and those with a QEMU emulator in binfmt_misc."""
-        host = host_platform()
-        out = [p.oci for p in native_platforms(host)]
         binfmt = BinfmtMisc(self.module.run_command)
-        for target in emulated_targets(binfmt.entries(), binfmt.status_enabled()):
-            out += [p.oci for p in emulated_platforms(target)]
-        return out
+        return supported_platforms(host_platform(), binfmt.entries(), binfmt.status_enabled())
 
     def check_platforms(self) -> None:
         local = self.local_platforms() if self.local_engine() else []

@@ -20,6 +20,8 @@ import json
 import re
 import shlex
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
+
 LABEL_PREFIX = "io.fleet-multiarch."
 LABEL_DIGEST = LABEL_PREFIX + "digest"
 LABEL_CONFIG = LABEL_PREFIX + "config-hash"
@@ -331,6 +333,65 @@ def no_platform_message(reference: str, platform: str, platforms: list) -> str:
         f"{reference} has no image for {platform} (this device's platform); the index has {have}."
         f" Build and push a {platform} variant, or deploy another reference"
     )
+
+
+def unrunnable_message(requested: str, device: str, native: list, emulated: list) -> str:
+    """The refusal of a ``requested`` platform that a ``device`` can neither run natively nor emulate."""
+    runs = ", ".join(native) + " natively"
+    runs += f" and {', '.join(emulated)} under QEMU emulation (binfmt_misc)" if emulated else ", and emulates nothing"
+    return (
+        f"this device cannot run {requested}: it runs {runs}, and no emulator for {requested} is registered, so its"
+        f" containers would fail with 'exec format error'. Nothing was pulled or stopped. Drop the forced platform"
+        f" (the device's own is {device}), or register emulation of {requested} on the device with"
+        f" fleet.multiarch.binfmt (platforms: [{requested}])"
+    )
+
+
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$")
+
+
+def expected_digests(value) -> dict:
+    """``expected_digests`` checked and keyed by normalised platform (``aarch64`` -> ``linux/arm64``)."""
+    if not value:
+        return {}
+    out = {}
+    for key, digest in dict(value).items():
+        try:
+            platform = parse_platform(str(key)).oci
+        except PlatformError as exc:
+            raise RolloutError(f"expected_digests: {exc}") from exc
+        if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+            raise RolloutError(
+                f"expected_digests: {key} maps to {digest!r}, not a digest; give sha256:<64 hex digits> for each"
+                " platform, as the release record's platforms list them"
+            )
+        out[platform] = digest
+    return out
+
+
+def unexpected_digest_message(reference: str, by_digest: bool, expected: dict, matched: str, digest: str) -> str:
+    """The refusal of a ``digest`` (for the ``matched`` image platform) that ``expected`` does not list; "" if it
+    does. ``expected`` comes from :func:`expected_digests`."""
+    if not expected or expected.get(matched) == digest:
+        return ""
+    want = expected.get(matched)
+    if want:
+        found = f"{reference} holds {digest} for {matched}, but the release expects {want}"
+    else:
+        found = f"{reference} holds {digest} for {matched}, but the release has no image for {matched} (it lists"
+        found += f" {', '.join(sorted(expected))})"
+    if by_digest:
+        why = (
+            "The release record does not match the index it names. Nothing was pulled or stopped. Use the record"
+            " that the release wrote for this index, or run the release again"
+        )
+    else:
+        why = (
+            "The tag was re-pointed since the release. Nothing was pulled or stopped. Run the release again to"
+            " record what the tag holds now, or roll out the release by its digest (repository@index digest, as"
+            " the rollout role does with a release record)"
+        )
+    return f"{found}. {why}"
 
 
 # --------------------------------------------------------------------------- logs

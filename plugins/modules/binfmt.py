@@ -259,7 +259,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     PlatformError,
-    emulated_platforms,
     host_platform,
     native_platforms,
     parse_platform,
@@ -501,7 +500,7 @@ class BinfmtManager:
                     "flags": entry["flags"] if entry else "",
                 }
             )
-        self.result["supported"] = supported_platforms(self.host, entries, status_enabled)
+        self.result["supported"] = bf.supported_platforms(self.host, entries, status_enabled)
 
     def verify(self, targets: list, flags: str) -> None:
         """Run the argv[0] probe of each target through the kernel; raise BinfmtError naming each failure."""
@@ -542,16 +541,6 @@ class BinfmtManager:
                 + ". Check the emulator with `qemu-<target>-static --version` and the entry in "
                 + bf.PROC_ROOT
             )
-
-
-def supported_platforms(host, entries: dict, status_enabled: bool) -> list:
-    """Native platforms first, then those an enabled entry emulates (any entry name)."""
-    out = [p.oci for p in native_platforms(host)]
-    for target in bf.emulated_targets(entries, status_enabled):
-        for plat in emulated_platforms(target):
-            if plat.oci not in out:
-                out.append(plat.oci)
-    return out
 
 
 def main():

@@ -126,7 +126,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as 
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     emulated_platforms,
     host_platform,
-    native_platforms,
     platform_from_qemu_target,
 )
 
@@ -145,8 +144,7 @@ def gather(kernel: bf.BinfmtMisc, host) -> dict:
     emulated = []
     for target in bf.emulated_targets(entries, status):
         emulated.extend(p.oci for p in emulated_platforms(target))
-    supported = [p.oci for p in native_platforms(host)]
-    supported += [p for p in emulated if p not in supported]
+    supported = bf.supported_platforms(host, entries, status)
     return {
         "changed": False,
         "mounted": mounted,

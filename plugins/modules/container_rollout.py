@@ -71,7 +71,20 @@ options:
       - Defaults to the device's own platform, decided as M(fleet.multiarch.device_facts) does it, with the
         architecture of the engine at O(docker_host).
       - Another platform runs only when the device can emulate it (QEMU registered with M(fleet.multiarch.binfmt)).
+        With an engine on this device (a C(unix://) O(docker_host)), a platform whose architecture the device can
+        neither run natively (its userland's or its kernel's) nor emulate (an enabled C(binfmt_misc) entry) fails
+        the task before anything is pulled or stopped, also in check mode. 32-bit ARM on a 64-bit ARM device is
+        left to the engine (most such CPUs run it).
     type: str
+  expected_digests:
+    description:
+      - The manifest digest the release expects for each platform, as the release record's C(platforms) lists
+        them (platform as key, C(sha256:...) as value); the C(rollout) role passes the record's.
+      - When O(image) resolves, for the chosen platform, to another digest (or to a platform the release does not
+        list), the task fails before anything is pulled or stopped, also in check mode. That happens when a tag
+        was re-pointed since the release.
+      - Not given or empty, any digest is deployed.
+    type: dict
   username:
     description:
       - User name for the registry of O(image), for HTTP Basic authentication or the Bearer token server. It is
@@ -455,6 +468,7 @@ def argument_spec() -> dict:
         "image": {"type": "str"},
         "state": {"type": "str", "choices": ["started", "rolled_back"], "default": "started"},
         "platform": {"type": "str"},
+        "expected_digests": {"type": "dict"},
         "docker_host": {"type": "str"},
         "command": {"type": "raw"},
         "env": {"type": "dict", "default": {}},

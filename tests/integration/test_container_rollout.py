@@ -8,6 +8,7 @@ The tests of one deployment build on each other, in file order: v1, v2, v3 (roll
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import threading
@@ -28,7 +29,16 @@ BENCH = "fleet-test-rollout-bench"
 SHARED_DIR = Path(__file__).parent / "apps" / "shared-port-app"
 SHARED = "fleet-test-rollout-shared"
 SHARED_FAIL = "fleet-test-rollout-shared-fail"
-NAMES = [n + s for n in (APP, ARM, MISSING, BENCH, SHARED, SHARED_FAIL) for s in ("", "-previous", "-next", "-older")]
+FOREIGN = "fleet-test-rollout-foreign"
+RELEASED = "fleet-test-rollout-released"
+NAMES = [
+    n + s
+    for n in (APP, ARM, MISSING, BENCH, SHARED, SHARED_FAIL, FOREIGN, RELEASED)
+    for s in ("", "-previous", "-next", "-older")
+]
+# Repositories of these tests alone (named after the branch that added them, so parallel runs never share them).
+FOREIGN_REPO = "wt-deploy-rollout/foreign"
+RELEASED_REPO = "wt-deploy-rollout/released"
 
 
 def free_port() -> int:
@@ -295,6 +305,118 @@ def test_index_without_the_platform_is_a_clear_error(app):
     assert "has no image for linux/arm/v6" in result["msg"]
     assert "linux/amd64, linux/arm64, linux/arm/v7" in result["msg"]
     assert inspect(MISSING) is None
+
+
+@pytest.fixture(scope="module")
+def foreign(testenv, tmp_path_factory) -> str:
+    """An index for linux/amd64 and linux/mips64le, which this host neither runs nor emulates.
+
+    FROM scratch and COPY only (no RUN, so no emulator is needed), built by the second engine, whose image store
+    holds multi-platform images; its command is a file that is no program of any platform (exec format error).
+    """
+    emulators = Path("/proc/sys/fs/binfmt_misc")
+    if any((emulators / name).exists() for name in ("qemu-mips64el", "qemu-mips64")):
+        pytest.fail("this host has a mips64 emulator registered, so it can run linux/mips64le; this test needs one"
+                    " it cannot run", pytrace=False)  # fmt: skip
+    context = tmp_path_factory.mktemp("foreign")
+    (context / "Dockerfile").write_text('FROM scratch\nCOPY app /app\nCMD ["/app"]\n')
+    (context / "app").write_text("not a program of any platform\n")
+    (context / "app").chmod(0o755)
+    ref = f"{testenv['registry']}/{FOREIGN_REPO}:1"
+    env = dict(os.environ, DOCKER_HOST=testenv["engines"]["containerd"]["docker_host"])
+    run(
+        [
+            "docker", "buildx", "build", "--builder", "default", "--platform", "linux/amd64,linux/mips64le",
+            "--provenance=false", "--output", f"type=image,name={ref},push=true", str(context),
+        ],
+        env=env,
+    )  # fmt: skip
+    stale = engine_images(ref.rsplit(":", 1)[0])  # what an earlier run may have pulled into engine 1
+    if stale:
+        run(["docker", "image", "rm", "--force", *stale])
+    return ref
+
+
+def engine_images(repository: str) -> list:
+    """What engine 1 holds of ``repository`` (repository@digest lines)."""
+    out = run(["docker", "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}", repository]).stdout
+    return out.split()
+
+
+def test_a_platform_the_device_cannot_run_is_refused_before_anything(app, foreign):
+    """Issue 26: linux/mips64le on this amd64 host without its emulator pulled, stopped the running version and
+    crash-looped on exec format error until the rollback. It is refused before anything, in check mode too."""
+    running = run_module(MODULE, {**app_args(app, "v1"), "name": FOREIGN, "ports": []})
+    assert running["failed"] is False, running.get("msg")
+    before = inspect(FOREIGN)
+    assert before["State"]["Running"] is True
+    args = {**app_args(app, "v1"), "name": FOREIGN, "ports": [], "image": foreign, "platform": "linux/mips64le"}
+    for check_mode in (True, False):
+        t0 = time.monotonic()
+        result = run_module(MODULE, args, check_mode=check_mode)
+        seconds = time.monotonic() - t0
+        assert result["failed"] is True
+        assert result["changed"] is False
+        assert result["msg"].startswith(
+            "this device cannot run linux/mips64le: it runs linux/amd64, linux/386 natively"
+        )
+        assert "linux/arm64" in result["msg"]  # emulated here (test environment)
+        assert "Drop the forced platform (the device's own is linux/amd64)" in result["msg"]
+        assert "fleet.multiarch.binfmt (platforms: [linux/mips64le])" in result["msg"]
+        assert result["digest_before"] == result["digest_after"] == running["digest_after"]
+        assert seconds < 20, f"the refusal took {seconds:.1f} s"  # an ansible run, without pull, stop or health
+        print(f"refused in {seconds:.1f} s (check mode {check_mode}), the ansible process included")
+    after = inspect(FOREIGN)
+    assert after["Id"] == before["Id"]
+    assert after["State"]["Running"] is True
+    assert after["State"]["StartedAt"] == before["State"]["StartedAt"]
+    assert engine_images(foreign.rsplit(":", 1)[0]) == []  # nothing of the index was pulled
+    # The same index for a platform the device runs: deployed (the refusal is about the platform, not the index).
+    amd64 = run_module(MODULE, {**args, "platform": "linux/amd64"}, check_mode=True)
+    assert amd64["failed"] is False, amd64.get("msg")
+    assert amd64["changed"] is True
+
+
+def retag(source: str, target: str) -> None:
+    """Point ``target`` at what ``source`` holds, in the registry."""
+    run(["docker", "buildx", "imagetools", "create", "--tag", target, source])
+
+
+def test_the_device_refuses_a_digest_the_release_does_not_expect(app):
+    """Issue 21 item 6: the release expects digest A for linux/amd64; once its tag is re-pointed to B the device
+    refuses, changing nothing; the expected digest deploys."""
+    current = f"{app['registry']}/{RELEASED_REPO}:current"
+    retag(f"{app['repo']}:v1", current)
+    args = {**app_args(app, "v1"), "name": RELEASED, "ports": [], "image": current}
+    released = run_module(MODULE, args, check_mode=True)
+    assert released["failed"] is False, released.get("msg")
+    expected = {"linux/amd64": released["digest_after"]}
+    deployed = run_module(MODULE, {**args, "expected_digests": expected})
+    assert deployed["failed"] is False, deployed.get("msg")
+    assert deployed["changed"] is True
+    assert deployed["digest_after"] == expected["linux/amd64"]
+    before = inspect(RELEASED)
+
+    retag(f"{app['repo']}:v2", current)  # the tag moves after the release
+    for check_mode in (True, False):
+        result = run_module(MODULE, {**args, "expected_digests": expected}, check_mode=check_mode)
+        assert result["failed"] is True
+        assert result["changed"] is False
+        assert result["msg"].startswith(f"{current} holds sha256:")
+        assert f"for linux/amd64, but the release expects {expected['linux/amd64']}" in result["msg"]
+        assert "The tag was re-pointed since the release. Nothing was pulled or stopped" in result["msg"]
+        assert "roll out the release by its digest" in result["msg"]
+        assert result["digest_after"] == expected["linux/amd64"]
+    after = inspect(RELEASED)
+    assert (after["Id"], after["State"]["StartedAt"], after["State"]["Running"]) == (
+        before["Id"],
+        before["State"]["StartedAt"],
+        True,
+    )
+    # Without the release's expectation the tag's new digest deploys, as before.
+    moved = run_module(MODULE, args, check_mode=True)
+    assert moved["changed"] is True
+    assert moved["digest_after"] != expected["linux/amd64"]
 
 
 def _watch(port: int, stop: threading.Event, samples: list) -> None:

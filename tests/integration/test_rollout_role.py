@@ -10,11 +10,13 @@ them. The tests build on each other, in file order:
    `uname -m`; the report lists every device as updated.
 2. device_facts on each device finds its CPU, userland, engine and platform; the same release again changes
    nothing (changed=0) and restarts nothing.
-3. v3, whose HEALTHCHECK fails, stops the rollout at the canary: the canary is rolled back, the other devices
+3. A record whose digests the registry does not serve (v4's index, v2's platforms) is refused by the canary
+   before it pulls or stops anything (issue 21: the device checks what it deploys); every device still runs v2.
+4. v3, whose HEALTHCHECK fails, stops the rollout at the canary: the canary is rolled back, the other devices
    are not reached, every device still runs v2.
-4. A device powered off (its QEMU killed) before its batch runs is reported unreachable; with
+5. A device powered off (its QEMU killed) before its batch runs is reported unreachable; with
    max_fail_percentage 50 the rest of its batch gets v4.
-5. `down` leaves no QEMU of the fleet.
+6. `down` leaves no QEMU of the fleet.
 """
 
 from __future__ import annotations
@@ -178,6 +180,33 @@ def test_the_same_release_again_changes_nothing(fleet, releases, report_dir):
     states = device_states(fleet, fleet.guests())
     assert {name: state["started"] for name, state in states.items()} == fleet.v2_started  # nothing restarted
     check_reports(report_dir, report)
+
+
+def test_a_record_the_registry_does_not_serve_is_refused_by_the_canary(fleet, releases, report_dir, tmp_path):
+    """The record names v4's index but lists v2's digests: the canary's container_rollout, given the record's
+    platforms, refuses before it pulls or stops anything, and the rollout stops there."""
+    v2, v4 = releases["v2"], releases["v4"]
+    record = {key: value for key, value in v4.items() if key != "path"}
+    record["platforms"] = v2["platforms"]
+    path = tmp_path / "mismatch.json"
+    path.write_text(json.dumps(record))
+    t0 = time.monotonic()
+    code, output, recap, report = rollout(fleet, {**record, "path": str(path)}, report_dir)
+    TIMES["digest refusal"] = time.monotonic() - t0
+    assert code != 0, output[-8000:]
+    guests = fleet.guests()
+    canary = next(iter(guests))
+    platform = PLATFORM[guests[canary]["arch"]]
+    rows = rows_by_host(report)
+    assert rows[canary]["result"] == "failed", rows[canary]
+    assert f"but the release expects {v2['platforms'][platform]}" in rows[canary]["message"]
+    assert "does not match the index it names" in rows[canary]["message"]
+    assert recap[canary]["failed"] == 1 and recap[canary]["changed"] == 0
+    assert all(rows[name]["result"] == "not_reached" for name in guests if name != canary)
+    states = device_states(fleet, guests)
+    assert {name: state["started"] for name, state in states.items()} == fleet.v2_started  # nothing restarted
+    for name, state in states.items():
+        assert state["digest"] == v2["platforms"][PLATFORM[guests[name]["arch"]]]
 
 
 def test_failing_health_check_on_the_canary_stops_the_rollout(fleet, releases, report_dir):

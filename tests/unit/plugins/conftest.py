@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as ro
+from ansible_collections.fleet.multiarch.plugins.module_utils._deploy import EngineDeviceReader
 from ansible_collections.fleet.multiarch.plugins.modules import container_rollout
+
+BINFMT_PROC = Path(__file__).resolve().parents[1] / "fixtures" / "binfmt" / "proc"
 
 REPO = "127.0.0.1:5000/fleet-test/app"
 DIGESTS = {
@@ -162,10 +167,17 @@ class FakeEngine:
         return self.exec_code, ""
 
 
+def binfmt_entries(*targets: str) -> dict:
+    """binfmt_misc entries of QEMU ``targets``, as captured from a Debian host's /proc/sys/fs/binfmt_misc."""
+    return {f"qemu-{t}": bf.parse_entry(f"qemu-{t}", (BINFMT_PROC / f"qemu-{t}").read_text()) for t in targets}
+
+
 @pytest.fixture
 def engine(monkeypatch):
-    """A FakeEngine, with every registry client answering with the index of :data:`DIGESTS`."""
+    """A FakeEngine, with every registry client answering with the index of :data:`DIGESTS`; the device emulates
+    arm64 and arm (binfmt_misc entries captured from a real host), whatever this host has registered."""
     monkeypatch.setattr(reg.ClientPool, "get", lambda self, registry: FakeRegistryClient())
+    monkeypatch.setattr(EngineDeviceReader, "binfmt", lambda self: (binfmt_entries("aarch64", "arm"), True))
     return FakeEngine()
 
 

@@ -518,3 +518,55 @@ def test_persisted_files(tmp_path):
     for name in ("qemu-arm.conf", "qemu-aarch64.conf", "other.conf", "qemu-x.txt"):
         (tmp_path / name).write_text("")
     assert [Path(p).name for p in bf.persisted_files(str(tmp_path), "qemu-")] == ["qemu-aarch64.conf", "qemu-arm.conf"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# what a device can run: native platforms and binfmt_misc emulators (entries captured from a Debian host)
+
+
+ARM32 = ["linux/arm/v7", "linux/arm/v6"]
+
+
+def captured_binfmt(*targets: str) -> dict:
+    return {f"qemu-{t}": bf.parse_entry(f"qemu-{t}", fixture("proc", f"qemu-{t}")) for t in targets}
+
+
+@pytest.mark.parametrize(
+    ("device", "targets", "enabled", "native", "emulated"),
+    [
+        ("linux/amd64", ("aarch64", "arm"), True, ["linux/amd64", "linux/386"], ["linux/arm64", *ARM32]),
+        ("linux/amd64", ("aarch64", "arm"), False, ["linux/amd64", "linux/386"], []),
+        ("linux/arm64", (), True, ["linux/arm64"], []),
+        ("linux/arm/v7", ("ppc64le",), True, ["linux/arm/v7"], ["linux/ppc64le"]),
+    ],
+)  # fmt: skip
+def test_runnable_platforms(device, targets, enabled, native, emulated):
+    assert bf.runnable_platforms(device, captured_binfmt(*targets), enabled) == (native, emulated)
+
+
+@pytest.mark.parametrize(
+    ("machine", "native"),
+    [
+        ("aarch64", ["linux/arm/v7", "linux/arm64"]),  # a Pi under a 32-bit OS with the 64-bit kernel
+        ("armv7l", ["linux/arm/v7"]),
+        ("", ["linux/arm/v7"]),
+        ("sparc64", ["linux/arm/v7"]),  # a kernel the platform table does not know adds nothing
+    ],
+)
+def test_the_kernel_runs_its_own_platform_under_another_userland(machine, native):
+    assert bf.runnable_platforms("linux/arm/v7", {}, True, machine) == (native, [])
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "runnable", "expected"),
+    [
+        ("linux/mips64le", "linux/amd64", ["linux/amd64", "linux/386", "linux/arm64", "linux/arm/v7"], False),
+        ("linux/amd64/v3", "linux/amd64", ["linux/amd64", "linux/386"], True),  # variants are the engine's business
+        ("linux/amd64", "linux/arm64", ["linux/arm64"], False),  # the ARM guest without an emulator
+        ("linux/arm/v7", "linux/arm64", ["linux/arm64"], True),  # most arm64 CPUs run 32-bit ARM natively
+        ("linux/arm64", "linux/arm/v7", ["linux/arm/v7"], False),
+        ("linux/arm/v6", "linux/amd64", ["linux/amd64", "linux/arm/v7", "linux/arm/v6"], True),
+    ],
+)
+def test_can_run(requested, device, runnable, expected):
+    assert bf.can_run(requested, device, runnable) is expected

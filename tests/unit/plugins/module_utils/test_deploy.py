@@ -14,7 +14,14 @@ from ansible_collections.fleet.multiarch.plugins.module_utils import _registry a
 from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as ro
 from ansible_collections.fleet.multiarch.plugins.module_utils._engine import EngineError
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import host_platform
-from tests.unit.plugins.conftest import DIGESTS, KEPT_DIGEST, OLD_DIGEST, REPO, FakeRegistryClient
+from tests.unit.plugins.conftest import (
+    DIGESTS,
+    KEPT_DIGEST,
+    OLD_DIGEST,
+    REPO,
+    FakeRegistryClient,
+    binfmt_entries,
+)
 
 NEW_IMAGE = f"{REPO}@{DIGESTS['linux/amd64']}"
 
@@ -280,6 +287,118 @@ def test_start_first_refuses_a_fixed_host_port_before_anything(engine, task, arg
     result = task(args_for(update_order="start-first"), check_mode=True)
     assert result["failed"] is True
     assert "publishes the fixed host port(s) 8080" in result["msg"]
+    assert engine.writes() == []
+
+
+# --------------------------------------------------------------------------- what the device can run, what it expects
+
+
+def no_registry(self, registry):
+    raise AssertionError("the registry must not be asked")
+
+
+@pytest.fixture
+def registry_untouched(engine, monkeypatch):
+    monkeypatch.setattr(reg.ClientPool, "get", no_registry)
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_platform_the_device_cannot_run_is_refused_before_anything(engine, task, args_for, monkeypatch, check_mode):
+    """A linux/amd64 device emulating arm64 and arm only: linux/riscv64 would crash-loop on exec format error."""
+    engine.add("app", OLD_DIGEST)
+    monkeypatch.setattr(reg.ClientPool, "get", no_registry)
+    result = task(args_for(platform="riscv64"), check_mode=check_mode)
+    assert result["failed"] is True
+    assert result["changed"] is False
+    assert result["msg"].startswith(
+        "this device cannot run linux/riscv64: it runs linux/amd64, linux/386 natively and linux/arm64, linux/arm/v7,"
+        " linux/arm/v6 under QEMU emulation (binfmt_misc), and no emulator for linux/riscv64 is registered"
+    )
+    assert "Drop the forced platform (the device's own is linux/amd64)" in result["msg"]
+    assert "fleet.multiarch.binfmt (platforms: [linux/riscv64])" in result["msg"]
+    assert result["digest_before"] == result["digest_after"] == OLD_DIGEST  # what the device still runs
+    assert engine.writes() == []
+
+
+def test_emulation_switched_off_globally_counts_as_none(engine, task, args_for, monkeypatch):
+    monkeypatch.setattr(dp.EngineDeviceReader, "binfmt", lambda self: (binfmt_entries("aarch64", "arm"), False))
+    result = task(args_for(platform="linux/arm/v7"))
+    assert result["failed"] is True
+    assert "it runs linux/amd64, linux/386 natively, and emulates nothing" in result["msg"]
+    assert engine.writes() == []
+
+
+@pytest.mark.parametrize(("platform", "digest"), [("linux/arm/v7", "linux/arm/v7"), ("linux/386", None)])
+def test_a_platform_the_device_emulates_or_runs_natively_is_deployed(engine, task, args_for, platform, digest):
+    result = task(args_for(platform=platform))
+    if digest:
+        assert not result.get("failed"), result.get("msg")
+        assert result["digest_after"] == DIGESTS[digest]
+    else:  # not refused as unrunnable: the index simply has no linux/386 image
+        assert "has no image for linux/386" in result["msg"]
+
+
+def test_an_engine_elsewhere_is_not_checked_for_emulation(engine, task, args_for, monkeypatch):
+    """Its emulators cannot be read from here: the platform is left to that engine."""
+    monkeypatch.setattr(dp.EngineDeviceReader, "binfmt", lambda self: pytest.fail("binfmt read for a tcp engine"))
+    result = task(args_for(platform="linux/arm64", docker_host="tcp://192.0.2.1:2375"), check_mode=True)
+    assert not result.get("failed"), result.get("msg")
+    assert result["digest_after"] == DIGESTS["linux/arm64"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_digest_the_release_does_not_expect_is_refused(engine, task, args_for, check_mode):
+    engine.add("app", OLD_DIGEST)
+    expected = {**DIGESTS, "linux/amd64": "sha256:" + "a" * 64}
+    result = task(args_for(expected_digests=expected), check_mode=check_mode)
+    assert result["failed"] is True
+    assert result["changed"] is False
+    assert result["msg"] == (
+        f"{REPO}:1.0 holds {DIGESTS['linux/amd64']} for linux/amd64, but the release expects sha256:{'a' * 64}."
+        " The tag was re-pointed since the release. Nothing was pulled or stopped. Run the release again to record"
+        " what the tag holds now, or roll out the release by its digest (repository@index digest, as the rollout"
+        " role does with a release record)"
+    )
+    assert result["digest_before"] == result["digest_after"] == OLD_DIGEST  # what the device still runs
+    assert engine.writes() == []
+
+
+def test_a_platform_the_release_does_not_list_is_refused(engine, task, args_for):
+    result = task(args_for(platform="arm64", expected_digests={"linux/amd64": DIGESTS["linux/amd64"]}))
+    assert result["failed"] is True
+    assert "the release has no image for linux/arm64 (it lists linux/amd64)" in result["msg"]
+    assert engine.writes() == []
+
+
+def test_a_record_that_disagrees_with_its_own_index_is_refused(engine, task, args_for):
+    args = args_for(image=f"{REPO}@sha256:{'c' * 64}", expected_digests={"linux/amd64": "sha256:" + "a" * 64})
+    result = task(args)
+    assert result["failed"] is True
+    assert "The release record does not match the index it names" in result["msg"]
+    assert engine.writes() == []
+
+
+def test_the_expected_digest_is_deployed(engine, task, args_for):
+    """Platforms in any spelling, as a record may hold them; the matching digest deploys as without the option."""
+    expected = {"amd64": DIGESTS["linux/amd64"], "aarch64": DIGESTS["linux/arm64"]}
+    result = task(args_for(expected_digests=expected))
+    assert not result.get("failed"), result.get("msg")
+    assert result["digest_after"] == DIGESTS["linux/amd64"]
+    assert engine.writes()[0] == ("pull", NEW_IMAGE, "linux/amd64")
+
+
+@pytest.mark.parametrize(
+    ("expected", "message"),
+    [
+        ({"linux/amd64": "latest"}, "expected_digests: linux/amd64 maps to 'latest', not a digest"),
+        ({"linux/sparc": DIGESTS["linux/amd64"]}, "expected_digests: "),
+    ],
+)
+@pytest.mark.usefixtures("registry_untouched")
+def test_bad_expected_digests_fail_before_the_registry(engine, task, args_for, expected, message):
+    result = task(args_for(expected_digests=expected))
+    assert result["failed"] is True
+    assert result["msg"].startswith(message)
     assert engine.writes() == []
 
 

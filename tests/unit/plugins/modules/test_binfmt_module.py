@@ -220,14 +220,14 @@ def test_supported_platforms_shape():
         "qemu-aarch64": bf.desired_entry("aarch64", "qemu-aarch64", "/x", "F"),
         "other-arm": bf.desired_entry("arm", "other-arm", "/y", "F"),
     }
-    assert binfmt.supported_platforms(parse_platform("amd64"), entries, True) == [
+    assert bf.supported_platforms(parse_platform("amd64"), entries, True) == [
         "linux/amd64",
         "linux/386",
         "linux/arm64",
         "linux/arm/v7",
         "linux/arm/v6",
     ]
-    assert binfmt.supported_platforms(parse_platform("amd64"), entries, False) == ["linux/amd64", "linux/386"]
+    assert bf.supported_platforms(parse_platform("amd64"), entries, False) == ["linux/amd64", "linux/386"]
 
 
 @pytest.mark.usefixtures("proc", "amd64_host")
