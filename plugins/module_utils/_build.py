@@ -546,6 +546,17 @@ def staging_tag(tag: str, platform: str) -> str:
     return out[:128]
 
 
+def build_tag(tag: str, fingerprint: str) -> str:
+    """The tag of this build alone that the docker driver pushes an index to before the module tags it.
+
+    buildx pushes the docker driver's image once more with ``docker push NAME`` and reports that push's
+    digest: under the release tag, another build can have taken the name in the engine by then. A name
+    made from the fingerprint belongs to builds of these inputs only. Tags are at most 128 characters.
+    """
+    suffix = "-build-" + fingerprint.rpartition(":")[2][:12]
+    return tag[: 128 - len(suffix)] + suffix
+
+
 def secret_args(secrets: list) -> tuple:
     """``(argv, environ)`` for ``--secret``: values go through the child's environment, never the argv.
 
