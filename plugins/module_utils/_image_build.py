@@ -533,7 +533,7 @@ class ImageBuilder:
         if by_digest:
             name = self.primary.name
         else:
-            name = f"{self.primary.name}:{bd.staging_tag(self.primary.tag, platform)}"
+            name = f"{self.primary.name}:{bd.build_tag(self.primary.tag, self.result['fingerprint'], platform)}"
         metadata = os.path.join(workdir, f"metadata-{bd.platform_slug(platform)}.json")
         argv = bd.build_argv(
             context=self.context,

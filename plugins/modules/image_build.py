@@ -360,9 +360,9 @@ log_path:
   type: str
 staging_tags:
   description:
-    - Tags pushed on the way with the docker driver, which cannot push by digest. With V(per_platform), one
-      per platform; with V(multi), the build's own tag C(<tag>-build-<first 12 hex digits of the fingerprint>),
-      which buildx pushes before the module points the tags at the index.
+    - Tags of this build's own pushed on the way with the docker driver, which cannot push by digest, before
+      the module points the tags at the index. With V(per_platform) C(<tag>-build-<fp>-<os>-<arch>[-<variant>]),
+      one per platform; with V(multi) C(<tag>-build-<fp>); C(<fp>) is the first 12 hex digits of the fingerprint.
   returned: always
   type: list
   elements: str

@@ -128,7 +128,8 @@ def test_per_platform_on_the_classic_store_and_the_fingerprint(testenv, repo, tm
     assert "classic image store" in first["strategy_reason"]
     assert Path(first["log_path"]).is_file()
     assert "[linux/arm64] #" in Path(first["log_path"]).read_text()
-    assert first["staging_tags"] == sorted(f"{ref}-build-{p.replace('/', '-')}" for p in PLATFORMS)
+    own = first["fingerprint"][len("sha256:") :][:12]  # per-platform tags of this build's inputs alone
+    assert first["staging_tags"] == sorted(f"{ref}-build-{own}-{p.replace('/', '-')}" for p in PLATFORMS)
     check_published(ref, first, PLATFORMS)
 
     for check_mode in (True, False):
@@ -221,18 +222,20 @@ def test_one_platform_pushed_as_one_image_keeps_its_annotations(testenv, repo, t
     assert build(args)["changed"] is False
 
 
-def test_concurrent_builds_of_one_tag_report_only_their_own_index(testenv, repo, plain, tmp_path):
+@pytest.mark.parametrize("case", [("containerd", "multi"), ("classic", "per_platform")], ids=("multi", "per_platform"))
+def test_concurrent_builds_of_one_tag_report_only_their_own_index(testenv, repo, plain, tmp_path, case):
     """Issue 26: two multi builds of one tag at once on the containerd store both reported the same digest.
 
     buildx pushed its own index, then pushed again, with docker, whatever image held the tag's name in the
-    engine at that moment, and took that push's digest as the build's. Now each result is this build's index
-    (its fingerprint, its platforms) or a failure naming both digests; the tag holds one complete index.
+    engine at that moment, and took that push's digest as the build's. per_platform on the classic store
+    shared its per-platform staging tags the same way. Now each result is this build's index (its
+    fingerprint, its platforms, its images) or a failure naming both digests; the tag holds one complete index.
     """
-    engine = testenv["engines"]["containerd"]["docker_host"]
+    engine, strategy = case
     ctx = context(tmp_path)
     ref = f"{repo}:race"
-    args = {"context": str(ctx), "platforms": PLATFORMS, "tags": [ref], "docker_host": engine, "force": True}
-    args["strategy"] = "multi"
+    args = {"context": str(ctx), "platforms": PLATFORMS, "tags": [ref], "force": True, "strategy": strategy}
+    args["docker_host"] = testenv["engines"][engine]["docker_host"]
     repository = repo.split("/", 1)[1]
     for attempt in range(3):
         greetings = [f"a{attempt}-{RUN_ID}", f"b{attempt}-{RUN_ID}"]
@@ -248,6 +251,11 @@ def test_concurrent_builds_of_one_tag_report_only_their_own_index(testenv, repo,
             own = plain.get_manifest(repository, result["digest"])  # what the result calls its build
             assert own.data["annotations"]["fleet.multiarch.build.fingerprint"] == result["fingerprint"]
             assert index_platforms(own.data) == result["platform_digests"]
+            for digest in result["platform_digests"].values():  # each image is this build's too
+                config = json.loads(
+                    plain.get_blob(repository, plain.get_manifest(repository, digest).data["config"]["digest"])
+                )
+                assert config["config"]["Labels"]["fleet.multiarch.build.fingerprint"] == result["fingerprint"]
             if result.get("failed"):
                 assert "another build pushed to the same tag" in result["msg"], result["msg"]
                 assert result["digest"] in result["msg"] and held.digest in result["msg"]
