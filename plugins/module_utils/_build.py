@@ -540,10 +540,17 @@ def platform_slug(platform: str) -> str:
     return platform.replace("/", "-")
 
 
-def staging_tag(tag: str, platform: str) -> str:
-    """The tag a per-platform image is pushed to when the builder cannot push by digest."""
-    out = f"{tag}-build-{platform_slug(platform)}"
-    return out[:128]
+def build_tag(tag: str, fingerprint: str, platform: str = "") -> str:
+    """The tag of this build alone that the docker driver pushes to (for ``platform``, or the index).
+
+    The docker driver cannot push by digest, and buildx pushes its image once more with ``docker push NAME``
+    and reports that push's digest: under a name shared with another build (the release tag, or one tag per
+    platform), that build can have taken the name in the engine by then. A name made from the fingerprint
+    belongs to builds of these inputs only. Tags are at most 128 characters: the tag is shortened, not the
+    suffix.
+    """
+    suffix = "-build-" + fingerprint.rpartition(":")[2][:12] + (f"-{platform_slug(platform)}" if platform else "")
+    return tag[: 128 - len(suffix)] + suffix
 
 
 def secret_args(secrets: list) -> tuple:

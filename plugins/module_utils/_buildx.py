@@ -418,12 +418,43 @@ def last_error(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+# what the engine says when it cannot pull the BuildKit image (a missing tag, a registry it cannot reach)
+_PULL_FAILURES = ("pulling image", "manifest", "resolve reference", "pull access denied", "dial tcp", "no such host")
+
+
+def not_running(builder: dict) -> list:
+    """The nodes of a builder (:func:`parse_inspect`) that are not running: never booted, stopped or broken.
+
+    Such a node reports only the platforms fixed with ``--platform``; ``buildx build`` boots it first.
+    """
+    if builder.get("driver") == "docker":
+        return []  # the engine's own BuildKit: no node to boot
+    return [n for n in builder.get("nodes") or [] if n.get("status") != "running"]
+
+
+def boot_failure(builder: dict, stderr: str) -> str:
+    """The message for a builder whose nodes did not boot: what state they were in, why, and what to do."""
+    name = builder.get("name", "")
+    nodes = not_running(builder) or builder.get("nodes") or [{}]
+    states = sorted({n.get("status") or "not running" for n in nodes})
+    state = "inactive (never booted)" if states == ["inactive"] else " / ".join(states)
+    images = sorted({(n.get("driver_opts") or {}).get("image") or DEFAULT_BUILDKIT_IMAGE for n in nodes})
+    hint = bootstrap_hint(builder.get("driver", ""), {"image": images[0]}, stderr)
+    if len(images) > 1:
+        hint += f" (images of the nodes: {', '.join(images)})"
+    return (
+        f"the builder {name} is {state} and could not boot: {last_error(stderr) or 'no reason given'}; {hint}."
+        f" Then boot it with `docker buildx inspect --bootstrap {name}`, or fleet.multiarch.buildx_builder with"
+        " bootstrap: true"
+    )
+
+
 def bootstrap_hint(driver: str, driver_opts: dict, stderr: str) -> str:
     """The advice added to a failed bootstrap: which image could not be pulled and how to use a mirror."""
     if driver != "docker-container":
         return "check that the BuildKit endpoint of every node is reachable"
     image = (driver_opts or {}).get("image") or DEFAULT_BUILDKIT_IMAGE
-    pulling = "pulling image" in stderr or "manifest" in stderr or "resolve reference" in stderr
+    pulling = any(sign in (stderr or "") for sign in _PULL_FAILURES)
     reason = f"the BuildKit image {image} could not be pulled" if pulling else f"BuildKit image: {image}"
     return (
         f"{reason}; the docker-container driver runs BuildKit from that image on each node's engine."

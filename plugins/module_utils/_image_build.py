@@ -273,11 +273,12 @@ class ImageBuilder:
 
     # ---- what is published
 
-    def published(self, ref):
-        """``(fetched, fingerprint, {platform: digest})`` of what ``ref`` holds; (None, "", {}) when nothing."""
+    def published(self, ref, reference: str = ""):
+        """``(fetched, fingerprint, {platform: digest})`` of what ``ref`` (or ``reference`` in its repository, a
+        digest) holds; (None, "", {}) when nothing."""
         client = self.pool.get(ref.registry)
         try:
-            fetched = client.get_manifest(ref.repository, ref.ref)
+            fetched = client.get_manifest(ref.repository, reference or ref.ref)
         except RegistryError as exc:
             if exc.status == 404:
                 return None, "", {}
@@ -357,13 +358,28 @@ class ImageBuilder:
         binfmt = BinfmtMisc(self.module.run_command)
         return supported_platforms(host_platform(), binfmt.entries(), binfmt.status_enabled())
 
+    def boot(self, name: str) -> dict:
+        """The builder, booted first when a node of it is not running (as ``buildx build`` would): a node that
+        never booted reports no platforms, and the reason it cannot boot is the one to give."""
+        info = self.builder(name)
+        if not bx.not_running(info):
+            return info
+        try:
+            booted = self.cli.inspect(info["name"], bootstrap=True)
+        except bx.BuildxError as exc:
+            raise bd.BuildError(bx.boot_failure(info, exc.stderr or str(exc))) from None
+        if booted is None or bx.not_running(booted):
+            raise bd.BuildError(bx.boot_failure(booted or info, ""))
+        self._builders[name or ""] = booted
+        return booted
+
     def check_platforms(self) -> None:
         local = self.local_platforms() if self.local_engine() else []
         groups = {}
         for platform in self.platforms:
             groups.setdefault(self.platform_builders.get(platform, self.params["builder"] or ""), []).append(platform)
         for name, platforms in groups.items():
-            info = self.builder(name)
+            info = self.boot(name)
             extra = local if info["driver"] == "docker" and name not in self.platform_builders.values() else []
             missing = bd.unsupported(platforms, bd.builder_supports(info, extra))
             if missing:
@@ -436,9 +452,14 @@ class ImageBuilder:
         driver = self.builder(p["builder"] or "")["driver"]
         output = ""
         load = False
+        name = str(self.primary)
+        if p["push"] and driver == "docker":
+            # buildx pushes the docker driver's image a second time by its name in the engine and reports that
+            # push's digest: the name must be this build's alone (see build_tag); the module then tags the index
+            name = f"{self.primary.name}:{bd.build_tag(self.primary.tag, self.result['fingerprint'])}"
         if p["push"] or (p["load"] and driver == "docker"):
             # the docker driver's image export also stores the image in the engine
-            output = bd.image_output(str(self.primary), p["push"], by_digest=False)
+            output = bd.image_output(name, p["push"], by_digest=False)
             load = p["load"] and driver != "docker"
         elif p["load"]:
             load = True
@@ -466,16 +487,37 @@ class ImageBuilder:
             return
         with open(metadata, encoding="utf-8") as handle:
             meta = bd.parse_metadata(handle.read())
-        fetched, _fp, digests = self.published(self.primary)
+        if not meta["digest"]:
+            raise bd.BuildError(f"the build wrote no image digest in its metadata ({self.log.path})")
+        client = self.pool.get(self.primary.registry)
+        fetched, _fp, digests = self.published(self.primary, meta["digest"])
         if fetched is None:
-            raise bd.BuildError(f"buildx reported success but {self.primary} does not exist in the registry")
-        if meta["digest"] and meta["digest"] != fetched.digest:
-            raise bd.BuildError(
-                f"buildx pushed {meta['digest']} but {self.primary} points to {fetched.digest}: another build"
-                " pushed to the same tag at the same time; run again"
-            )
+            raise bd.BuildError(f"buildx reported {meta['digest']} but {self.primary.name} does not hold it")
         self.result["digest"] = fetched.digest
         self.result["platform_digests"] = {pl: digests.get(pl, "") for pl in self.platforms}
+        if name != str(self.primary):
+            self.result["staging_tags"].append(name)
+            self.engine_names(name)
+            client.put_manifest(self.primary.repository, self.primary.tag, fetched.body, fetched.media_type)
+        self.confirm_tag(fetched.digest)
+
+    def engine_names(self, name: str) -> None:
+        """The engine keeps the build under the first tag when asked to load it, not under its build tag."""
+        if self.params["load"]:
+            self.cli.run(["image", "tag", name, str(self.primary)], what="docker image tag")
+        self.cli.run(["image", "rm", "--", name], check=False)
+
+    def confirm_tag(self, digest: str) -> None:
+        """Read the first tag back: another build of the same tag may have pushed after this one."""
+        fetched, fp, _digests = self.published(self.primary)
+        if fetched is not None and fetched.digest == digest:
+            return
+        held = f"{fetched.digest} (fingerprint {fp or 'none'})" if fetched is not None else "nothing"
+        raise bd.BuildError(
+            f"another build pushed to the same tag at the same time: {self.primary} now holds {held}, not {digest}"
+            f" (fingerprint {self.result['fingerprint']}), which this build pushed as {self.primary.name}@{digest}."
+            " Run the task again to publish this build, or give concurrent builds tags of their own"
+        )
 
     def build_one(self, platform: str, workdir: str, secret_argv: list, secret_env: dict) -> list:
         """Build and push one platform: ``[image entry, *its attestation entries]`` (attestations when enabled)."""
@@ -485,7 +527,7 @@ class ImageBuilder:
         if by_digest:
             name = self.primary.name
         else:
-            name = f"{self.primary.name}:{bd.staging_tag(self.primary.tag, platform)}"
+            name = f"{self.primary.name}:{bd.build_tag(self.primary.tag, self.result['fingerprint'], platform)}"
         metadata = os.path.join(workdir, f"metadata-{bd.platform_slug(platform)}.json")
         argv = bd.build_argv(
             context=self.context,
@@ -533,6 +575,7 @@ class ImageBuilder:
         digest = client.put_manifest(self.primary.repository, self.primary.tag, body, OCI_INDEX)
         self.result["digest"] = digest
         self.result["platform_digests"] = {e.platform_obj.oci: e.digest for e in images}
+        self.confirm_tag(digest)
 
     # ---- more tags
 

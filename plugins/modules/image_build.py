@@ -300,12 +300,16 @@ built:
   returned: always
   type: bool
 digest:
-  description: Digest of what the first tag points to (the index); empty in check mode before a first build.
+  description:
+    - Digest of what the first tag points to (the index); empty in check mode before a first build.
+    - After a build, the digest buildx reports for this build, which the first tag is read back to hold. When
+      another build pushed to the same tag meanwhile, the task fails naming both digests, and C(digest) stays
+      this build's (in the repository by digest).
   returned: always
   type: str
   sample: sha256:12630997941a65c314a9e00b2d31eb14817a84cbd4279d6f8e111aa1c891fc58
 platform_digests:
-  description: Platform -> digest of its image manifest.
+  description: Platform -> digest of its image manifest, read from this build's own index.
   returned: always
   type: dict
   sample: {"linux/amd64": "sha256:02b9...", "linux/arm64": "sha256:9dfa..."}
@@ -355,7 +359,10 @@ log_path:
   returned: always
   type: str
 staging_tags:
-  description: Per-platform tags pushed on the way (docker driver with V(per_platform)).
+  description:
+    - Tags of this build's own pushed on the way with the docker driver, which cannot push by digest, before
+      the module points the tags at the index. With V(per_platform) C(<tag>-build-<fp>-<os>-<arch>[-<variant>]),
+      one per platform; with V(multi) C(<tag>-build-<fp>); C(<fp>) is the first 12 hex digits of the fingerprint.
   returned: always
   type: list
   elements: str

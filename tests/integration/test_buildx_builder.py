@@ -206,6 +206,36 @@ def test_default_image_is_named_when_bootstrap_fails(docker_config):
         builder(docker_config, name="fleet-default", state="absent")
 
 
+def test_image_build_with_a_builder_that_cannot_boot_says_so(testenv, docker_config):
+    """Issue 26: the tutorial's `buildx_builder` with just a name, then image_build with that builder.
+
+    The node never booted (its BuildKit image, moby/buildkit from Docker Hub, cannot be pulled here), so it
+    reports no platforms: image_build said "no emulator" although emulation is registered and amd64 native.
+    """
+    name = "wt-build-tutorial"
+    context = Path(__file__).resolve().parent / "contexts" / "uname"
+    try:
+        created = builder(docker_config, name=name)
+        assert created["changed"] is True and created["nodes"][0]["status"] == "inactive", created
+        args = {
+            "context": str(context),
+            "platforms": ["linux/amd64", "linux/arm64", "linux/arm/v7"],
+            "tags": [f"{testenv['registry']}/fleet-test/{name}:1.0"],
+            "builder": name,
+            "docker_config": str(docker_config),
+            "force": True,
+        }
+        result = run_module("fleet.multiarch.image_build", args)
+        assert result.get("failed") is True and result["changed"] is False, result
+        msg = result["msg"]
+        assert f"the builder {name} is inactive (never booted) and could not boot" in msg, msg
+        assert "the BuildKit image moby/buildkit:buildx-stable-1 could not be pulled" in msg, msg
+        assert "driver_opts" in msg and f"docker buildx inspect --bootstrap {name}" in msg, msg
+        assert "bootstrap: true" in msg and "emulator" not in msg, msg
+    finally:
+        builder(docker_config, name=name, state="absent")
+
+
 def test_driver_change_recreates_the_builder(docker_config):
     port = free_port()
     try:

@@ -23,9 +23,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
+from ansible_collections.fleet.multiarch.plugins.module_utils._build import BuildError
+from ansible_collections.fleet.multiarch.plugins.module_utils._buildx import DockerCLI
+from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
+from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import (
+    ImageBuilder,
+    image_build_argument_spec,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, RegistryClient
 
 from .helpers import playbook_results, purge_repository, run, run_module
 
@@ -56,14 +65,19 @@ def context(tmp_path: Path, name: str = "uname") -> Path:
     return dest
 
 
-def skopeo_platforms(ref: str) -> tuple:
-    proc = run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"])
-    data = json.loads(proc.stdout)
+def index_platforms(data: dict) -> dict:
+    """``{os/arch[/variant]: digest}`` of an index's entries."""
     found = {}
     for desc in data.get("manifests") or []:
         p = desc["platform"]
         found["/".join(filter(None, [p["os"], p["architecture"], p.get("variant")]))] = desc["digest"]
-    return found, "sha256:" + hashlib.sha256(proc.stdout.encode()).hexdigest(), data
+    return found
+
+
+def skopeo_platforms(ref: str) -> tuple:
+    proc = run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"])
+    data = json.loads(proc.stdout)
+    return index_platforms(data), "sha256:" + hashlib.sha256(proc.stdout.encode()).hexdigest(), data
 
 
 def imagetools_platforms(ref: str, env: dict | None = None) -> dict:
@@ -114,7 +128,8 @@ def test_per_platform_on_the_classic_store_and_the_fingerprint(testenv, repo, tm
     assert "classic image store" in first["strategy_reason"]
     assert Path(first["log_path"]).is_file()
     assert "[linux/arm64] #" in Path(first["log_path"]).read_text()
-    assert first["staging_tags"] == sorted(f"{ref}-build-{p.replace('/', '-')}" for p in PLATFORMS)
+    own = first["fingerprint"][len("sha256:") :][:12]  # per-platform tags of this build's inputs alone
+    assert first["staging_tags"] == sorted(f"{ref}-build-{own}-{p.replace('/', '-')}" for p in PLATFORMS)
     check_published(ref, first, PLATFORMS)
 
     for check_mode in (True, False):
@@ -205,6 +220,59 @@ def test_one_platform_pushed_as_one_image_keeps_its_annotations(testenv, repo, t
     assert data["annotations"]["org.opencontainers.image.version"] == "1.0"
     assert result["platform_digests"] == {"linux/arm64": result["digest"]}
     assert build(args)["changed"] is False
+
+
+@pytest.mark.parametrize("case", [("containerd", "multi"), ("classic", "per_platform")], ids=("multi", "per_platform"))
+def test_concurrent_builds_of_one_tag_report_only_their_own_index(testenv, repo, plain, tmp_path, case):
+    """Issue 26: two multi builds of one tag at once on the containerd store both reported the same digest.
+
+    buildx pushed its own index, then pushed again, with docker, whatever image held the tag's name in the
+    engine at that moment, and took that push's digest as the build's. per_platform on the classic store
+    shared its per-platform staging tags the same way. Now each result is this build's index (its
+    fingerprint, its platforms, its images) or a failure naming both digests; the tag holds one complete index.
+    """
+    engine, strategy = case
+    ctx = context(tmp_path)
+    ref = f"{repo}:race"
+    args = {"context": str(ctx), "platforms": PLATFORMS, "tags": [ref], "force": True, "strategy": strategy}
+    args["docker_host"] = testenv["engines"][engine]["docker_host"]
+    repository = repo.split("/", 1)[1]
+    for attempt in range(3):
+        greetings = [f"a{attempt}-{RUN_ID}", f"b{attempt}-{RUN_ID}"]
+        results = parallel(lambda g: run_module(MODULE, {**args, "build_args": {"GREETING": g}}), greetings)
+        held = plain.get_manifest(repository, "race")
+        assert held.media_type in reg.INDEX_TYPES, (held.media_type, [r.get("msg") for r in results])
+        fingerprints = {r["fingerprint"] for r in results}
+        assert len(fingerprints) == 2
+        assert held.data["annotations"]["fleet.multiarch.build.fingerprint"] in fingerprints
+        assert len([m for m in held.data["manifests"] if m["platform"]["os"] == "linux"]) == len(PLATFORMS)
+        for result in results:
+            assert result["changed"] is True, result
+            own = plain.get_manifest(repository, result["digest"])  # what the result calls its build
+            assert own.data["annotations"]["fleet.multiarch.build.fingerprint"] == result["fingerprint"]
+            assert index_platforms(own.data) == result["platform_digests"]
+            for digest in result["platform_digests"].values():  # each image is this build's too
+                config = json.loads(
+                    plain.get_blob(repository, plain.get_manifest(repository, digest).data["config"]["digest"])
+                )
+                assert config["config"]["Labels"]["fleet.multiarch.build.fingerprint"] == result["fingerprint"]
+            if result.get("failed"):
+                assert "another build pushed to the same tag" in result["msg"], result["msg"]
+                assert result["digest"] in result["msg"] and held.digest in result["msg"]
+        ok = [r for r in results if not r.get("failed")]
+        assert ok, [r["msg"] for r in results]
+        assert len({r["digest"] for r in results}) == 2, [r["digest"] for r in results]
+        assert held.digest in {r["digest"] for r in ok}
+    # the read-back that catches the race when the other build's push lands after this one's: the tag holds
+    # the other build's index now, as it does when the other build tags it between this push and the read
+    other = next(r for r in results if r["digest"] != held.digest)
+    with patch_module_args({**args, "build_args": {}}):
+        module = AnsibleModule(argument_spec=image_build_argument_spec(), supports_check_mode=True)
+    builder = ImageBuilder(module, DockerCLI.from_module(module), ClientPool(module.params, testenv["registry"]))
+    builder.result["fingerprint"] = other["fingerprint"]
+    with pytest.raises(BuildError, match="another build pushed to the same tag") as caught:
+        builder.confirm_tag(other["digest"])
+    assert held.digest in str(caught.value) and other["digest"] in str(caught.value)
 
 
 # --------------------------------------------------------------------------- errors and secrets

@@ -337,12 +337,21 @@ def test_secret_args(tmp_path):
         bd.secret_args([{"id": "a,b", "value": "b"}])
 
 
-def test_output_by_digest_and_staging_tag():
+def test_output_by_digest():
     assert bd.image_output("127.0.0.1:5000/app", True, True) == (
         "type=image,name=127.0.0.1:5000/app,push-by-digest=true,name-canonical=true,push=true"
     )
-    assert bd.staging_tag("1.0", "linux/arm/v7") == "1.0-build-linux-arm-v7"
-    assert len(bd.staging_tag("x" * 128, "linux/arm64")) == 128
+
+
+def test_build_tag_is_the_fingerprint_s_own_and_a_valid_tag():
+    fp = "sha256:5d4c1b1f6b2c8d6c0a0f8a1e3b6f3f0b2e5a7c9d1e3f5a7b9c1d3e5f7a9b1c3d"
+    assert bd.build_tag("1.0", fp) == "1.0-build-5d4c1b1f6b2c"
+    assert bd.build_tag("1.0", "sha256:" + "0" * 64) != bd.build_tag("1.0", fp)
+    long = bd.build_tag("x" * 128, fp)
+    assert len(long) == 128 and long.endswith("-build-5d4c1b1f6b2c")
+    assert bd.build_tag("1.0", fp, "linux/arm/v7") == "1.0-build-5d4c1b1f6b2c-linux-arm-v7"
+    long = bd.build_tag("x" * 128, fp, "linux/arm64")
+    assert len(long) == 128 and long.endswith("-build-5d4c1b1f6b2c-linux-arm64")
 
 
 # --------------------------------------------------------------------------- captured buildx output

@@ -252,6 +252,28 @@ def test_bootstrap_error_names_the_image_and_the_option():
     assert "reachable" in bx.bootstrap_hint("remote", {}, "connection refused")
 
 
+def test_a_builder_that_never_booted_is_named_with_why_and_what_to_do():
+    """Issue 26: `buildx create --name` makes a node that reports no platforms until it boots."""
+    builder = bx.parse_inspect(fixture("inspect-never-booted.txt"))
+    [node] = builder["nodes"]
+    assert (node["status"], node["platforms"]) == ("inactive", [])
+    assert bx.not_running(builder) == [node]
+    msg = bx.boot_failure(builder, fixture("bootstrap-hub-unreachable.stderr"))
+    assert msg.startswith("the builder fleet-tutorial is inactive (never booted) and could not boot: Error response")
+    assert "lookup registry-1.docker.io" in msg
+    assert "the BuildKit image moby/buildkit:buildx-stable-1 could not be pulled" in msg
+    assert "driver_opts.image" in msg and "docker buildx inspect --bootstrap fleet-tutorial" in msg
+
+
+def test_running_nodes_and_the_docker_driver_need_no_boot():
+    assert bx.not_running(bx.parse_inspect(fixture("inspect-docker-classic.txt"))) == []
+    multi = bx.parse_inspect(fixture("inspect-docker-container-multi.txt"))  # both nodes inactive
+    assert bx.not_running(multi) == multi["nodes"]
+    assert "(images of the nodes:" not in bx.boot_failure(multi, "")  # both name the same image
+    remote = bx.parse_inspect(fixture("inspect-remote-inactive.txt"))
+    assert "reachable" in bx.boot_failure(remote, "connection refused")
+
+
 # runner --------------------------------------------------------------------------------------------
 
 
