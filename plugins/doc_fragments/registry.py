@@ -55,8 +55,8 @@ options:
 notes:
   - Talks to registries directly over the OCI distribution API and the Docker Registry HTTP API v2; neither Docker
     nor any other CLI is needed on the host that runs the module.
-  - The registry HTTP is Python's standard library (C(http.client), C(ssl)) with keep-alive connections; no
-    third-party Python library is needed for it.
+  - The registry HTTP is the C(requests) library (a session per registry, keep-alive connections); it is needed
+    in the Python that runs the module (Debian C(python3-requests)).
   - Proxies come from the environment of the module (C(HTTPS_PROXY), C(HTTP_PROXY), C(ALL_PROXY), C(NO_PROXY), either
     case), for example through the task's C(environment). A proxy is given as C(http://[user:password@]host:port);
     HTTPS goes through it with C(CONNECT). The proxy is chosen for each host, so a blob download that the registry

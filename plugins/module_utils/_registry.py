@@ -11,20 +11,18 @@ Docker ``config.json``, TLS and the plain-HTTP fallback for insecure registries,
 backoff, the media types and Accept headers, and a digest check on every manifest and blob read.
 
 The parsing functions are pure and unit-tested; :class:`RegistryClient` is the only code that
-talks HTTP, through :class:`Transport`: HTTP/1.1 with keep-alive on the standard library's ``http.client``
-and ``ssl``, so the modules need no third-party Python library. Both are safe to share between threads.
+talks HTTP, through :class:`Transport`, a ``requests.Session`` (keep-alive, proxies, TLS, redirects).
+Both are safe to share between threads.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import ipaddress
 import json
 import os
 import re
-import select
 import socket
 import ssl
 import tempfile
@@ -32,7 +30,20 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
+
+from ansible.module_utils.basic import missing_required_lib
+
+try:
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
+
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - depends on the target's Python
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = _exc
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 
@@ -451,6 +462,20 @@ class ConnectError(TransportError):
     """Cannot connect, the connection was cut, or no answer within the timeout."""
 
 
+class DeadlineError(ConnectError):
+    """The answer did not arrive whole within the request's timeout (a registry that trickles its body)."""
+
+
+class ProxyError(ConnectError):
+    """The proxy the environment names for the URL cannot be reached; ``proxy`` (without credentials) and
+    ``source`` (the variable it came from) say which."""
+
+    def __init__(self, msg: str, proxy: str, source: str):
+        super().__init__(msg)
+        self.proxy = proxy
+        self.source = source
+
+
 class TlsError(TransportError):
     """The TLS handshake failed; ``certificate`` when the peer's certificate was refused."""
 
@@ -461,7 +486,7 @@ class TlsError(TransportError):
 
 @dataclass
 class Response:
-    """One HTTP answer: ``headers`` is an ``http.client.HTTPMessage`` (``get`` ignores the case)."""
+    """One HTTP answer: ``headers`` is a case-insensitive mapping (``get`` ignores the case)."""
 
     status_code: int
     headers: object
@@ -469,76 +494,56 @@ class Response:
     url: str = ""
 
 
-REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 
 
-def _origin(url: str) -> tuple:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+def requests_missing() -> str:
+    """The message when ``requests`` cannot be imported, with what to install."""
+    return (
+        missing_required_lib("requests")
+        + " On Debian and Ubuntu install python3-requests; elsewhere pip install requests into the Python that"
+        " runs the module."
+    )
 
 
-def redirect_request(method: str, status: int, url: str, location: str, headers: dict) -> tuple:
-    """``(method, url, headers, keep_body)`` for the request that follows a redirect.
-
-    303 (and 301/302 after a POST) become a GET without body, as browsers and requests do. Credentials are
-    never sent to another origin: a registry that redirects a blob download to object storage must not
-    hand the storage its token.
-    """
-    target = urljoin(url, location)
-    headers = dict(headers)
-    keep_body = True
-    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-        method, keep_body = "GET", False
-        headers.pop("Content-Type", None)
-    if _origin(target) != _origin(url):
-        headers.pop("Authorization", None)
-    return method, target, headers, keep_body
+def system_ca_store():
+    """The system's CA store as OpenSSL finds it (``SSL_CERT_FILE``/``SSL_CERT_DIR`` included), as ``docker`` and
+    ``curl`` verify, rather than the ``certifi`` bundle that requests would use; True (requests' choice) if none."""
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile and os.path.isfile(paths.cafile):
+        return paths.cafile
+    if paths.capath and os.path.isdir(paths.capath):
+        return paths.capath
+    return True
 
 
-def proxy_headers(proxy_url: str) -> dict:
-    """``Proxy-Authorization`` for a proxy URL with ``user:password@`` in it."""
-    parts = urlsplit(proxy_url)
-    if parts.username is None:
-        return {}
-    raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-    return {"Proxy-Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
-
-
-def tls_context(verify) -> ssl.SSLContext:
-    """``verify``: True (the system's CA store), a CA bundle file or directory, or False (no verification)."""
-    if verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if isinstance(verify, str):
-        if os.path.isdir(verify):
-            return ssl.create_default_context(capath=verify)
-        return ssl.create_default_context(cafile=verify)
-    return ssl.create_default_context()
+def _no_netrc(request):
+    """The session's ``auth``: keeps requests from adding ``~/.netrc`` credentials; the client sends its own."""
+    return request
 
 
 class Transport:
-    """HTTP/1.1 over ``http.client`` with keep-alive: idle connections are kept per origin and taken by whichever
-    thread sends next (up to ``MAX_IDLE`` per origin), until the server closes them.
-
-    It does what the registry client needs and no more: TLS verified against the system's CA store or a
-    given bundle (each context built once), proxies from the environment, chosen for each URL, the target
-    of a redirect too (``http://`` proxies; HTTPS goes through a ``CONNECT`` tunnel), redirects (credentials
-    stay with their origin), form and query parameters, Basic credentials for token servers, blobs sent from
-    and written to files. An idle connection the server has closed is noticed before it is reused; a request
-    cut on a reused connection is sent again once on a new connection.
+    """HTTP for the registry client on a ``requests.Session``: connections kept alive per origin, proxies from the
+    environment chosen for each URL (the target of a redirect too, ``http://`` and ``https://`` proxies, HTTPS through
+    ``CONNECT``), TLS verified against the system's CA store or a given bundle, redirects (credentials stay with
+    their origin), form and query parameters, Basic credentials for token servers, blobs sent from and written to
+    files. ``timeout`` bounds the whole answer, its body included, not only each read. Safe to share between
+    threads for the requests the client sends.
     """
 
-    MAX_IDLE = 16
+    POOL_SIZE = 16
 
     def __init__(self, user_agent: str = USER_AGENT):
-        self.user_agent = user_agent
-        self._idle = {}  # key -> [connection]
-        self._contexts = {}
-        self._proxies = {}  # origin -> what the environment gives for it
-        self._lock = threading.Lock()
+        if not HAS_REQUESTS:
+            raise RegistryError(requests_missing())
+        self.session = requests.Session()
+        # identity: a blob's bytes are checked against its digest as the registry stored them
+        self.session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "identity"})
+        self.session.max_redirects = MAX_REDIRECTS
+        self.session.auth = _no_netrc
+        adapter = HTTPAdapter(pool_connections=self.POOL_SIZE, pool_maxsize=self.POOL_SIZE)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
 
     def request(
         self,
@@ -554,165 +559,182 @@ class Transport:
         proxies: dict | None = None,
         sink=None,
     ) -> Response:
-        """Send one request, following redirects.
+        """Send one request, following redirects, and read its whole answer within ``timeout`` seconds.
 
         ``data``: bytes, a dict (sent as a form), or a seekable binary file sent from its start (give its
         ``Content-Length``). ``sink``: a seekable binary file that a 2xx answer's body is written to, from its start,
-        instead of being kept in memory. ``proxies``: ``{scheme: proxy URL}`` for every URL; by default the
-        environment's for each URL.
+        instead of being kept in memory. ``proxies``: ``{scheme: proxy URL}``; by default the environment's for
+        each URL.
         """
-        headers = {"User-Agent": self.user_agent, **(headers or {})}
-        if params:
-            url += ("&" if "?" in url else "?") + urlencode(params)
-        if isinstance(data, dict):
-            data = urlencode(data).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if auth:
-            raw = f"{auth[0]}:{auth[1]}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
-        for _hop in range(MAX_REDIRECTS + 1):
-            hop_proxies = self.proxies_for(url) if proxies is None else proxies
-            resp = self._send(method, url, headers, data, (timeout, verify, hop_proxies, sink))
-            location = resp.headers.get("Location")
-            if resp.status_code not in REDIRECT_STATUSES or not location:
-                return resp
-            method, url, headers, keep_body = redirect_request(method, resp.status_code, url, location, headers)
-            if not keep_body:
-                data = None
-        raise ConnectError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
-
-    def proxies_for(self, url: str) -> dict:
-        """The environment's proxies for ``url`` (:func:`environ_proxies`), read once per origin."""
-        origin = _origin(url)
-        with self._lock:
-            found = self._proxies.get(origin)
-        if found is None:
-            found = environ_proxies(url)
-            with self._lock:
-                self._proxies[origin] = found
-        return found
-
-    def _send(self, method: str, url: str, headers: dict, body, options: tuple) -> Response:
-        timeout, verify, proxies, sink = options
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectError(f"cannot send a request to {url!r}: not an http(s) URL")
-        proxy = proxies.get(parts.scheme) or proxies.get("all") or ""
-        if proxy and "://" not in proxy:
-            proxy = "http://" + proxy
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if proxy and parts.scheme == "http":
-            target = url.split("#", 1)[0]
-            headers = {**headers, **proxy_headers(proxy)}
-        # One pool of idle connections per origin, proxy and TLS verification (True, False or a CA path).
-        key = (*_origin(url), proxy, verify if isinstance(verify, str) else bool(verify))
-        for attempt in range(2):
-            conn, reused = self._checkout(key, timeout)
-            # A reused connection the server closed before answering (its keep-alive ran out as the request left):
-            # send it again once on a new one. Every request of this client may be repeated; a second upload
-            # POST opens a session that expires unused.
-            resend = reused and attempt == 0
-            if hasattr(body, "seek"):
-                body.seek(0)  # sent again from its start (a resend, a retry, a redirect)
-            try:
-                conn.request(method, target, body=body, headers=headers)
-                answer = conn.getresponse()
-                content = _read_answer(answer, sink)
-            except SpoolError:
-                conn.close()  # the rest of the answer is still on the way
-                raise
-            except ssl.SSLError as exc:
-                conn.close()
-                if resend and isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-                    continue
-                certificate = isinstance(exc, ssl.SSLCertVerificationError)
-                raise TlsError(f"{exc.__class__.__name__}: {exc}", certificate) from None
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                if resend and isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-                    continue
-                raise ConnectError(f"{exc.__class__.__name__}: {exc}") from None
-            if answer.will_close:
-                conn.close()
-            else:
-                self._checkin(key, conn)
-            return Response(answer.status, answer.headers, content, url)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _checkout(self, key: tuple, timeout: float) -> tuple:
-        """``(connection, reused)``: an idle connection to the same origin (and proxy and TLS settings), else a new
-        one, which connects when the request is sent."""
-        while True:
-            with self._lock:
-                idle = self._idle.get(key)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                break
-            if conn.sock is not None and not _dropped(conn.sock):
-                conn.timeout = timeout
-                conn.sock.settimeout(timeout)
-                return conn, True
-            conn.close()
-        scheme, host, port, proxy, verify = key
-        connect_host, connect_port = host, port
-        if proxy:
-            proxy_parts = urlsplit(proxy)
-            if proxy_parts.scheme != "http":
-                raise ConnectError(
-                    f"the proxy {proxy_parts.scheme}://{proxy_parts.hostname} is not supported: give an http:// proxy"
-                )
-            connect_host, connect_port = proxy_parts.hostname, proxy_parts.port or 80
-        if scheme == "https":
-            context = self._context(verify)
-            conn = http.client.HTTPSConnection(
-                connect_host, connect_port, timeout=timeout, context=context, blocksize=CHUNK
-            )
-            if proxy:
-                conn.set_tunnel(host, port, headers=proxy_headers(proxy))
-        else:
-            conn = http.client.HTTPConnection(connect_host, connect_port, timeout=timeout, blocksize=CHUNK)
-        return conn, False
-
-    def _checkin(self, key, conn) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if len(idle) < self.MAX_IDLE:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def _context(self, verify) -> ssl.SSLContext:
-        with self._lock:
-            context = self._contexts.get(verify)
-            if context is None:
-                try:
-                    context = tls_context(verify)
-                except (OSError, ssl.SSLError) as exc:
-                    # certificate: no fallback to plain HTTP for a CA file that is missing or broken
-                    raise TlsError(f"cannot load the CA certificates {verify!r}: {exc}", certificate=True) from None
-                self._contexts[verify] = context
-            return context
-
-
-def _read_answer(answer, sink) -> bytes:
-    """The body of ``answer``; a 2xx body goes into ``sink`` instead (from its start, so a resend overwrites it).
-
-    A read that fails is the connection's (``OSError``, for the caller to report); a write that fails is the
-    sink's (:class:`SpoolError`).
-    """
-    if sink is None or not 200 <= answer.status < 300:
-        return answer.read()
-    try:
-        sink.seek(0)
-        sink.truncate()
-    except OSError as exc:
-        raise _spool_error(exc) from None
-    for chunk in iter(lambda: answer.read(CHUNK), b""):
+        deadline = time.monotonic() + timeout
+        if verify is True:
+            verify = system_ca_store()
+        elif verify is False:
+            # the task asked for no verification (validate_certs: false): no warning on every request
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        if hasattr(data, "seek"):
+            data.seek(0)  # sent from its start (a retry sends it again)
+        if isinstance(verify, str) and url.startswith("https://") and not os.path.exists(verify):
+            # certificate: no fallback to plain HTTP for a CA file that is missing
+            raise TlsError(f"cannot load the CA certificates {verify!r}: no such file", certificate=True)
         try:
-            sink.write(chunk)
+            resp = self.session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                params=params,
+                auth=auth,
+                timeout=timeout,
+                verify=verify,
+                proxies=proxies,
+                stream=True,
+            )
+        except requests.exceptions.ProxyError as exc:
+            proxy, source = proxy_source(url, proxies)
+            raise ProxyError(_describe(exc), proxy, source) from None
+        except requests.exceptions.SSLError as exc:
+            cause = _root_cause(exc)
+            certificate = isinstance(cause, ssl.SSLCertVerificationError) or "certificate verify failed" in str(exc)
+            raise TlsError(_describe(exc), certificate) from None
+        except requests.exceptions.TooManyRedirects:
+            raise ConnectError(f"more than {MAX_REDIRECTS} redirects from {url}") from None
+        except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema, requests.exceptions.InvalidURL):
+            raise ConnectError(f"cannot send a request to {url!r}: not an http(s) URL") from None
+        except requests.exceptions.RequestException as exc:
+            raise ConnectError(_describe(exc)) from None
+        except OSError as exc:  # requests' own check of the CA bundle
+            raise TlsError(f"cannot load the CA certificates {verify!r}: {exc}", certificate=True) from None
+        with resp:
+            content = _read_body(resp, sink, deadline, timeout)
+        return Response(resp.status_code, resp.headers, content, resp.url)
+
+
+class _Watchdog:
+    """Shuts the answer's socket down at the deadline, so a body that trickles in ends there (a socket timeout
+    bounds only each read)."""
+
+    def __init__(self, resp, deadline: float):
+        self.fired = False
+        self._sock = _socket_of(resp)
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        if self._sock is not None:
+            try:
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _socket_of(resp):
+    """The socket an answer of requests (urllib3 1.26 or 2) is read from, or None."""
+    sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
+    if sock is None:
+        try:
+            sock = resp.raw._fp.fp.raw._sock
+        except AttributeError:
+            return None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _read_body(resp, sink, deadline: float, timeout: float) -> bytes:
+    """The body of ``resp``; a 2xx body goes into ``sink`` instead (from its start, so a retry overwrites it).
+
+    A read that fails is the connection's (:class:`ConnectError`, :class:`DeadlineError` past the deadline); a
+    write that fails is the sink's (:class:`SpoolError`).
+    """
+    spool = sink is not None and 200 <= resp.status_code < 300
+    if spool:
+        try:
+            sink.seek(0)
+            sink.truncate()
         except OSError as exc:
             raise _spool_error(exc) from None
-    return b""
+    watchdog = _Watchdog(resp, deadline)
+    parts = []
+    try:
+        for chunk in resp.iter_content(CHUNK):
+            if not spool:
+                parts.append(chunk)
+                continue
+            try:
+                sink.write(chunk)
+            except OSError as exc:
+                raise _spool_error(exc) from None
+    except SpoolError:
+        raise
+    except Exception as exc:  # the read, cut by the watchdog or by the peer: requests', urllib3's or the socket's
+        if watchdog.fired:
+            raise _deadline_error(timeout) from None
+        raise ConnectError(_describe(exc)) from None
+    finally:
+        watchdog.cancel()
+    if watchdog.fired:
+        raise _deadline_error(timeout)
+    return b"".join(parts)
+
+
+def _deadline_error(timeout: float) -> DeadlineError:
+    return DeadlineError(f"the whole answer did not arrive within the timeout of {timeout:g} s")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost error under requests' and urllib3's wrappers (``reason``, ``args[0]``, the chained cause)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        if inner is None:
+            inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``ConnectionRefusedError: [Errno 111] Connection refused`` rather than requests' pool and object names."""
+    cause = _root_cause(exc)
+    text = str(cause)
+    if ">: " in text:  # urllib3 prefixes its connection object: "<...HTTPConnection object at 0x...>: Failed to ..."
+        text = text.split(">: ", 1)[1]
+    return f"{cause.__class__.__name__}: {text}"
+
+
+def proxy_source(url: str, proxies: dict | None = None, environ=None) -> tuple:
+    """``(proxy URL without credentials, where it came from)`` for ``url``: the variable of the environment
+    (``HTTPS_PROXY``, ``https_proxy``, ``ALL_PROXY``, ...) or ``proxies``; ``("", "")`` when none applies."""
+    scheme = urlsplit(url).scheme
+    if proxies:
+        chosen, source = proxies.get(scheme) or proxies.get("all") or "", "proxies"
+    else:
+        env = os.environ if environ is None else environ
+        chosen, source = "", ""
+        if environ_proxies(url, env):
+            for key in (f"{scheme}_proxy", "all_proxy"):
+                for name in (key, key.upper()):
+                    if env.get(name):
+                        chosen, source = env[name], name
+                        break
+                if chosen:
+                    break
+    if not chosen:
+        return "", ""
+    if "://" not in chosen:
+        chosen = "http://" + chosen
+    parts = urlsplit(chosen)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else ""), source
 
 
 def _spool_error(exc: OSError) -> SpoolError:
@@ -720,16 +742,6 @@ def _spool_error(exc: OSError) -> SpoolError:
         f"cannot write a blob to its temporary file in {tempfile.gettempdir()}: {exc}; free some space there or"
         " point TMPDIR to a directory with room for the largest layers copied at once"
     )
-
-
-def _dropped(sock) -> bool:
-    """An idle keep-alive connection that reads as ready has been closed by the server (or has junk)."""
-    try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
 
 
 def parse_link_next(header: str) -> str:

@@ -37,6 +37,8 @@ description:
     V(auto) inspects the builder and tells which one it used and why.
   - The full build output is written, as it comes, to RV(log_path) on the host (lines of concurrent builds are
     prefixed with their platform). Long builds can run with Ansible's C(async).
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:

@@ -20,6 +20,8 @@ description:
     The tag moves only with the single, final PUT of the index, after everything it references is in place.
   - Idempotent. When the index at O(name) already has the same content (media type, entries, annotations),
     nothing is pushed.
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:

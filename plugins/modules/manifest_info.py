@@ -17,6 +17,8 @@ description:
     the highest; other variants match exactly; no other architecture is chosen).
   - With O(require_platforms), a platform that no entry serves is a failure (the check before a rollout).
   - Changes nothing.
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:

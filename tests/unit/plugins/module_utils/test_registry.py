@@ -762,53 +762,13 @@ def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch, recor
     assert [(r["method"], r["path"], r["version"]) for r in seen] == [
         ("GET", "http://10.8.8.8:5000/v2/", "HTTP/1.1")
     ] * 2
-    assert far.session.proxies_for("http://10.8.8.8:5000/v2/x") == {"http": f"http://{proxy}"}
-    assert far.session.proxies_for("http://10.9.9.9:5000/v2/") == {}
+    assert reg.proxy_source("http://10.8.8.8:5000/v2/x") == (f"http://{proxy}", "http_proxy")
+    assert reg.proxy_source("http://10.9.9.9:5000/v2/") == ("", "")
     assert reg.RegistryClient("10.8.8.8:5000", ca_cert="/ca.pem").verify == "/ca.pem"
     assert reg.RegistryClient("10.8.8.8:5000", validate_certs=False).verify is False
 
 
 # --------------------------------------------------------------------------- the transport
-
-
-@pytest.mark.parametrize(
-    ("method", "status", "location", "expected"),
-    [
-        # 303 turns anything but HEAD into a GET without body; 301/302 do so after a POST only
-        ("PUT", 303, "/v2/done", ("GET", "https://r.example.com/v2/done", False)),
-        ("HEAD", 303, "/v2/done", ("HEAD", "https://r.example.com/v2/done", True)),
-        ("POST", 302, "/v2/next", ("GET", "https://r.example.com/v2/next", False)),
-        ("GET", 302, "next", ("GET", "https://r.example.com/v2/a/next", True)),
-        # 307 and 308 keep the method and the body
-        ("PUT", 307, "https://r.example.com:443/v2/b", ("PUT", "https://r.example.com:443/v2/b", True)),
-        ("POST", 308, "/v2/c", ("POST", "https://r.example.com/v2/c", True)),
-    ],
-)
-def test_redirect_request_method_and_body(method, status, location, expected):
-    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
-    new_method, url, new_headers, keep_body = reg.redirect_request(
-        method, status, "https://r.example.com/v2/a/b", location, headers
-    )
-    assert (new_method, url, keep_body) == expected
-    assert new_headers["Authorization"] == "Bearer t"  # same origin (443 is https' port)
-    assert ("Content-Type" in new_headers) == keep_body
-    assert headers["Authorization"] == "Bearer t"  # the caller's dict is not changed
-
-
-@pytest.mark.parametrize(
-    "location",
-    [
-        "https://storage.example.com/blob?sig=x",  # another host: object storage
-        "http://r.example.com/v2/a",  # another scheme
-        "https://r.example.com:5000/v2/a",  # another port
-    ],
-)
-def test_redirect_to_another_origin_drops_the_credentials(location):
-    _method, url, headers, _keep = reg.redirect_request(
-        "GET", 307, "https://r.example.com/v2/a", location, {"Authorization": "Bearer t", "Accept": "x"}
-    )
-    assert url == location
-    assert headers == {"Accept": "x"}
 
 
 @pytest.mark.parametrize(
@@ -855,18 +815,22 @@ def test_environ_proxies(environ, url, expected):
     assert reg.environ_proxies(url, environ) == expected
 
 
-def test_proxy_headers():
-    assert reg.proxy_headers("http://p.example.com:3128") == {}
-    auth = reg.proxy_headers("http://us%40er:p%3Ass@p.example.com:3128")["Proxy-Authorization"]
-    assert base64.b64decode(auth.split(" ", 1)[1]) == b"us@er:p:ss"
-
-
-def test_tls_context_choices(tmp_path):
-    assert reg.tls_context(True).verify_mode == reg.ssl.CERT_REQUIRED
-    unverified = reg.tls_context(False)
-    assert (unverified.verify_mode, unverified.check_hostname) == (reg.ssl.CERT_NONE, False)
-    with pytest.raises(reg.TransportError, match="cannot load the CA certificates"):
-        reg.Transport()._context(str(tmp_path / "missing.pem"))
+@pytest.mark.parametrize(
+    ("environ", "url", "expected"),
+    [
+        (
+            {"HTTPS_PROXY": "http://u:secret@p.example.com:3128"},
+            "https://r.example.com/",
+            ("http://p.example.com:3128", "HTTPS_PROXY"),
+        ),
+        ({"https_proxy": "p:3128", "HTTPS_PROXY": "q:1"}, "https://r.example.com/", ("http://p:3128", "https_proxy")),
+        ({"ALL_PROXY": "http://p:3128"}, "http://r.example.com/", ("http://p:3128", "ALL_PROXY")),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "r.example.com"}, "https://r.example.com/", ("", "")),
+        ({}, "https://r.example.com/", ("", "")),
+    ],
+)
+def test_proxy_source_names_the_proxy_and_its_variable_without_credentials(environ, url, expected):
+    assert reg.proxy_source(url, environ=environ) == expected
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -1048,8 +1012,15 @@ def test_transport_errors():
             reg.Transport().request("GET", f"http://127.0.0.1:{port}/v2/", timeout=5)
     with pytest.raises(reg.ConnectError, match="not an http"):
         reg.Transport().request("GET", "ftp://127.0.0.1/v2/", timeout=5)
-    with pytest.raises(reg.ConnectError, match="give an http:// proxy"):
-        reg.Transport().request("GET", "https://127.0.0.1:1/v2/", proxies={"https": "https://p:3128"}, timeout=5)
+    with socket_closed_port() as port:
+        with pytest.raises(reg.ProxyError, match="ConnectionRefusedError") as info:
+            reg.Transport().request(
+                "GET", "https://127.0.0.1:1/v2/", proxies={"https": f"http://u:pw@127.0.0.1:{port}"}
+            )
+    assert (info.value.proxy, info.value.source) == (f"http://127.0.0.1:{port}", "proxies")
+    with pytest.raises(reg.TlsError, match="cannot load the CA certificates") as info:
+        reg.Transport().request("GET", "https://127.0.0.1:1/v2/", verify="/nonexistent/ca.pem")
+    assert info.value.certificate
 
 
 @contextlib.contextmanager
