@@ -48,8 +48,9 @@ options:
     default: []
   timeout:
     description:
-      - Seconds to wait for the registry to connect and for each answer. Connection errors and HTTP 5xx are
-        retried three times with a doubling backoff (0.5, 1, 2 seconds).
+      - Seconds that one request to the registry may take as a whole, from connecting to the last byte of the
+        answer; a registry that sends its answer slower than that fails the task (not retried). Connection errors
+        and HTTP 5xx are retried three times with a doubling backoff (0.5, 1, 2 seconds).
     type: int
     default: 30
 notes:
@@ -61,4 +62,5 @@ notes:
     case), for example through the task's C(environment). A proxy is given as C(http://[user:password@]host:port);
     HTTPS goes through it with C(CONNECT). The proxy is chosen for each host, so a blob download that the registry
     redirects to object storage follows the proxy (or C(NO_PROXY)) of the storage's host.
+  - A proxy that cannot be reached is named in the error, with the variable it came from.
 """

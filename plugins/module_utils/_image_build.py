@@ -536,8 +536,9 @@ class ImageBuilder:
         annotations = {**self.annotations, bd.FINGERPRINT_KEY: self.result["fingerprint"]}
         body, _data = build_index(entries, OCI_INDEX, annotations)
         client = self.pool.get(self.primary.registry)
-        digest = client.put_manifest(self.primary.repository, self.primary.tag, body, OCI_INDEX)
-        self.result["digest"] = digest
+        pushed = client.put_manifest(self.primary.repository, self.primary.tag, body, OCI_INDEX)
+        self.note_replaced(self.primary, pushed)
+        self.result["digest"] = pushed.digest
         self.result["platform_digests"] = {e.platform_obj.oci: e.digest for e in images}
 
     # ---- more tags
@@ -558,9 +559,15 @@ class ImageBuilder:
             if ref.name != self.primary.name:
                 for digest in digests:
                     self.copy_manifest(client, target, ref, digest)
-            target.put_manifest(ref.repository, ref.tag, fetched.body, fetched.media_type)
+            self.note_replaced(ref, target.put_manifest(ref.repository, ref.tag, fetched.body, fetched.media_type))
 
         parallel(publish, refs)
+
+    def note_replaced(self, ref, pushed) -> None:
+        """Warn, and say in ``tag_digests``, when another writer moved ``ref`` right after this task's push."""
+        if pushed.replaced:
+            self.module.warn(pushed.warning(str(ref)))
+            self.result.setdefault("tag_digests", {})[str(ref)] = pushed.holds
 
     def copy_manifest(self, src, dst, ref, digest: str) -> None:
         """Make manifest ``digest`` of the first tag's repository exist in ``ref``'s repository, blobs first."""

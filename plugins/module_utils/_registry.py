@@ -761,6 +761,26 @@ def parse_link_next(header: str) -> str:
 
 
 @dataclass
+class Pushed:
+    """A manifest PUT: ``digest`` of what was pushed, ``holds`` what its tag holds right after (the same digest
+    unless another writer moved the tag since)."""
+
+    digest: str
+    holds: str
+
+    @property
+    def replaced(self) -> bool:
+        return self.holds != self.digest
+
+    def warning(self, reference: str) -> str:
+        return (
+            f"another writer moved {reference} right after this push: it holds {self.holds or 'nothing'}, not"
+            f" the {self.digest} this task pushed; the result reports what this task pushed - run it again, or"
+            " give each writer its own tag"
+        )
+
+
+@dataclass
 class Fetched:
     """A manifest as read from the registry; ``digest`` is verified against ``body``."""
 
@@ -980,6 +1000,23 @@ class RegistryClient:
                     f"{what}: TLS with {self.registry} failed: {exc}; give ca_cert with the registry's CA"
                     " (or validate_certs: false), or mark it in insecure_registries when it speaks plain HTTP"
                 ) from None
+            except DeadlineError as exc:
+                # not retried: the registry answers, too slowly for the timeout the task gave
+                raise RegistryError(
+                    f"{what}: {self.registry} did not answer within the timeout: {exc}; raise timeout, or check the"
+                    " registry's load and the network to it"
+                ) from None
+            except ProxyError as exc:
+                if attempt < self.retries:
+                    self._sleep(BACKOFF_SECONDS * (2**attempt))
+                    attempt += 1
+                    continue
+                host = split_host_port(self.registry)[0]
+                raise RegistryError(
+                    f"{what}: cannot reach the proxy {exc.proxy} (from {exc.source}) for {self.registry} after"
+                    f" {attempt + 1} attempts: {exc}; start the proxy or correct {exc.source}, or add {host} to"
+                    " NO_PROXY when the registry is reached directly"
+                ) from None
             except ConnectError as exc:
                 if self._try_plain_http(target, url):
                     first_error = exc
@@ -1084,23 +1121,53 @@ class RegistryClient:
             "size": int(resp.headers.get("Content-Length") or 0),
         }
 
-    def put_manifest(self, repository: str, ref: str, body: bytes, media_type: str) -> str:
-        """PUT a manifest; return its digest after checking the registry stored the same bytes."""
+    def put_manifest(self, repository: str, ref: str, body: bytes, media_type: str) -> Pushed:
+        """PUT a manifest, check the registry stored the same bytes, and for a tag read back what it holds.
+
+        The one place where manifests are written (``manifest``, ``image_build``, the release). Another writer of
+        the same tag may move it right after this PUT: :attr:`Pushed.holds` says what the tag holds then. When the
+        answer to the PUT is lost (the connection cut, a 5xx after the registry stored it), the tag decides: if it
+        holds this manifest the push succeeded; else the error says what it holds.
+        """
         digest = compute_digest(body)
         what = f"pushing manifest {self.registry}/{repository}{_sep(ref)}{ref}"
-        resp = self.request(
-            "PUT",
-            f"{repository}/manifests/{ref}",
-            scopes=(repository_scope(repository, ["pull", "push"]),),
-            what=what,
-            headers={"Content-Type": media_type},
-            data=body,
-            expect=(201, 200, 202),
-        )
+        is_tag = not _DIGEST_RE.match(ref)
+        try:
+            resp = self.request(
+                "PUT",
+                f"{repository}/manifests/{ref}",
+                scopes=(repository_scope(repository, ["pull", "push"]),),
+                what=what,
+                headers={"Content-Type": media_type},
+                data=body,
+                expect=(201, 200, 202),
+            )
+        except RegistryError as exc:
+            if not is_tag or (exc.status is not None and exc.status < 500):
+                raise  # refused: nothing was stored
+            try:
+                holds = self.tag_digest(repository, ref)
+            except RegistryError:
+                raise exc from None
+            if holds == digest:
+                return Pushed(digest, holds)  # stored; only the answer was lost
+            raise RegistryError(
+                f"{exc}; afterwards the tag holds {holds or 'nothing'}, not the pushed {digest}, so the push did not"
+                " take effect or another writer replaced it",
+                status=exc.status,
+                codes=exc.codes,
+            ) from None
         stored = resp.headers.get("Docker-Content-Digest", "")
         if stored and stored != digest:
             raise DigestMismatch(f"{what}: the registry stored digest {stored}, expected {digest}")
-        return digest
+        return Pushed(digest, self.tag_digest(repository, ref) if is_tag else digest)
+
+    def tag_digest(self, repository: str, tag: str) -> str:
+        """The digest ``tag`` holds now, "" when it does not exist (HEAD, and GET when no digest is announced)."""
+        head = self.head_manifest(repository, tag)
+        if head is None:
+            return ""
+        return head["digest"] or self.get_manifest(repository, tag).digest
 
     def delete_manifest(self, repository: str, ref: str) -> None:
         self.request(

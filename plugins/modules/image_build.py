@@ -306,6 +306,12 @@ digest:
   returned: always
   type: str
   sample: sha256:12630997941a65c314a9e00b2d31eb14817a84cbd4279d6f8e111aa1c891fc58
+tag_digests:
+  description:
+    - Tag -> the digest it holds, for each tag that another writer moved right after this task's push (a warning
+      says so too); RV(digest) stays what this task pushed.
+  returned: when another writer replaced a tag
+  type: dict
 platform_digests:
   description: Platform -> digest of its image manifest.
   returned: always

@@ -136,10 +136,17 @@ name:
   type: str
   sample: 127.0.0.1:5000/fleet/app:1.0
 digest:
-  description: Digest of the index at O(name) after the task (what would be pushed, in check mode); empty when absent.
+  description:
+    - Digest of the index this task put at O(name) (what would be pushed, in check mode); empty when absent.
+    - When another writer moved the tag right after this task's push, it is still this task's index, and
+      RV(tag_digest) and a warning say what the tag holds.
   returned: always
   type: str
   sample: sha256:9a1c94f2d0f0e1d5bbd4e7fd1f27cd8c5c85d5bcafcd2ecde52eca0d8a2b03b4
+tag_digest:
+  description: What O(name) holds after the push when another writer moved it right after this task's push.
+  returned: when another writer replaced the tag
+  type: str
 media_type:
   description: Media type of the index; empty when absent.
   returned: always
@@ -364,7 +371,10 @@ class ManifestManager:
         result["copied"] = [d for d in parallel(self.ensure_entry, elsewhere) if d]
         if not self.check_mode:
             pushed = self.client.put_manifest(self.target.repository, self.target.tag, body, media_type)
-            result["digest"] = pushed
+            result["digest"] = pushed.digest
+            if pushed.replaced:
+                result["tag_digest"] = pushed.holds
+                result["warnings"] = [pushed.warning(str(self.target))]
         return result
 
     def absent(self) -> dict:

@@ -537,6 +537,7 @@ def test_bearer_flow_fetches_scoped_token_and_reuses_it():
         index_response(),  # same scope: the cached token
         token("T2"),  # pull,push on the same repository needs a new token
         response(201, b"", {"Docker-Content-Digest": INDEX_DIGEST}),
+        response(200, b"", {"Docker-Content-Digest": INDEX_DIGEST}),  # the tag read back
     ]
     cli, session, _sleeps = client(script, credentials=creds)
     cli.get_manifest(REPO, "latest")
@@ -674,6 +675,45 @@ def test_put_manifest_checks_stored_digest():
     cli, _session, _sleeps = client([response(201, b"", {"Docker-Content-Digest": ARMHF_DIGEST})])
     with pytest.raises(reg.DigestMismatch, match="stored digest"):
         cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+
+
+def test_put_manifest_reads_the_tag_back():
+    """Issue 26: another writer of the tag may move it right after the PUT; the tag read back says so."""
+    body = fixture_bytes("busybox-index.json")
+    cli, session, _sleeps = client(
+        [
+            response(201, b"", {"Docker-Content-Digest": INDEX_DIGEST}),
+            response(200, b"", {"Docker-Content-Digest": ARMHF_DIGEST}),
+        ]
+    )
+    pushed = cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    assert (pushed.digest, pushed.holds, pushed.replaced) == (INDEX_DIGEST, ARMHF_DIGEST, True)
+    assert f"holds {ARMHF_DIGEST}, not the {INDEX_DIGEST}" in pushed.warning(f"{REPO}:v1")
+    assert [c["method"] for c in session.calls] == ["PUT", "HEAD"]
+    # by digest: nothing to read back
+    cli, session, _sleeps = client([response(201, b"", {"Docker-Content-Digest": INDEX_DIGEST})])
+    assert not cli.put_manifest(REPO, INDEX_DIGEST, body, reg.DOCKER_LIST).replaced
+    assert len(session.calls) == 1
+
+
+def test_a_lost_answer_to_a_put_is_decided_by_the_tag():
+    """Issue 26: the PUT's answer is lost but the registry stored it: success. Held by another: the error says so."""
+    body = fixture_bytes("busybox-index.json")
+    cut = reg.ConnectError("RemoteDisconnected: Remote end closed connection without response")
+    holds_ours = response(200, b"", {"Docker-Content-Digest": INDEX_DIGEST})
+    cli, session, _sleeps = client([cut] * 4 + [holds_ours], registry="192.0.2.10:5443")
+    pushed = cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    assert (pushed.digest, pushed.replaced) == (INDEX_DIGEST, False)
+    holds_other = response(200, b"", {"Docker-Content-Digest": ARMHF_DIGEST})
+    cli, session, _sleeps = client([cut] * 4 + [holds_other], registry="192.0.2.10:5443")
+    with pytest.raises(
+        reg.RegistryError, match=f"cannot reach .* afterwards the tag holds {ARMHF_DIGEST}, not the pushed"
+    ):
+        cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    cli, session, _sleeps = client([response(403)])  # refused: nothing stored, nothing read back
+    with pytest.raises(reg.RegistryError, match="denied"):
+        cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    assert len(session.calls) == 1
 
 
 def test_mount_falls_back_to_upload_session():
