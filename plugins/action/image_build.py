@@ -31,12 +31,9 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     ImageBuilder,
     image_build_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    HAS_REQUESTS,
-    ClientPool,
-    RegistryError,
-    parse_reference,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_http import HAS_REQUESTS
 from ansible_collections.fleet.multiarch.plugins.plugin_utils._controller_module import ControllerModule
 
 

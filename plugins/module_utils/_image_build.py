@@ -22,6 +22,7 @@ import time
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
 from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, emulated_targets
+from ansible_collections.fleet.multiarch.plugins.module_utils._blobcopy import copy_manifest_blobs
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
@@ -39,14 +40,12 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     parse_platform,
     platform_from_dict,
 )
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     IMAGE_TYPES,
     INDEX_TYPES,
     OCI_INDEX,
     ClientPool,
-    RegistryError,
-    copy_manifest_blobs,
-    parse_reference,
     registry_argument_spec,
 )
 

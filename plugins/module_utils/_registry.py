@@ -3,49 +3,58 @@
 
 # Private to the fleet.multiarch collection: not a public API, may change without notice.
 
-"""The collection's one place for registry HTTP (OCI distribution spec, Docker Registry HTTP API v2).
+"""The collection's registry client (OCI distribution spec, Docker Registry HTTP API v2) and its module glue.
 
-What lives here: image references, the ``WWW-Authenticate`` challenge (anonymous, Basic and the
-Bearer token flow of the distribution token spec), credentials from module options or the user's
-Docker ``config.json``, TLS and the plain-HTTP fallback for insecure registries, retries with
-backoff, the media types and Accept headers, and a digest check on every manifest and blob read.
-
-The parsing functions are pure and unit-tested; :class:`RegistryClient` is the only code that
-talks HTTP, through :class:`Transport`, a ``requests.Session`` (keep-alive, proxies, TLS, redirects).
-Both are safe to share between threads.
+:class:`RegistryClient` is the one code that talks to registries: authentication on challenge (anonymous, Basic,
+the Bearer token flow), the plain-HTTP fallback for insecure registries, retries with backoff, the media types and
+Accept headers, a digest check on every manifest and blob read, and the read-back of a tag after its PUT.
+Its neighbours: references and digests in ``_reference``, challenges and credentials in ``_registry_auth``, the HTTP
+transport on ``requests`` in ``_registry_http``, blob copies in ``_blobcopy``. :class:`ClientPool` builds one
+client per registry from the modules' shared options. Safe to share between threads.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import ipaddress
 import json
 import os
-import re
-import socket
-import ssl
-import tempfile
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from dataclasses import dataclass
+from urllib.parse import urljoin
 
-from ansible.module_utils.basic import missing_required_lib
-
-try:
-    import requests
-    import urllib3
-    from requests.adapters import HTTPAdapter
-
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - depends on the target's Python
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = _exc
-
-from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
+    _DIGEST_RE,
+    DigestMismatch,
+    RegistryError,
+    _sep,
+    compute_digest,
+    is_loopback,
+    verify_digest,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import (
+    Credentials,
+    credentials_from_docker_config,
+    docker_config_path,
+    load_docker_config,
+    merge_scopes,
+    parse_token_response,
+    parse_www_authenticate,
+    repository_scope,
+    scopes_cover,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_http import (
+    DEFAULT_TIMEOUT,
+    ConnectError,
+    DeadlineError,
+    ProxyError,
+    TlsError,
+    Transport,
+    TransportError,
+    environ_ca_bundle,
+    speaks_tls,
+    split_host_port,
+)
 
 # Media types (OCI image spec v1 and Docker image manifest v2 schema 2).
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -61,357 +70,9 @@ IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 MANIFEST_TYPES = INDEX_TYPES + IMAGE_TYPES
 # Indexes first: a registry that stores an index returns it instead of choosing a platform for us.
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
-
-USER_AGENT = "fleet.multiarch"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-DEFAULT_TIMEOUT = 30
 DEFAULT_RETRIES = 3
 BACKOFF_SECONDS = 0.5  # first wait; doubles on each retry
-TOKEN_LIFETIME_DEFAULT = 60  # seconds, as the token spec says when expires_in is absent
-CHUNK = 1 << 20  # bytes read or written at a time when a blob goes through a file
-
-_DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
-# the distribution spec's tag grammar, ASCII only (Python's \w alone would take any Unicode letter)
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::[0-9]+)?$")
-
-
-class RegistryError(Exception):
-    """A registry operation failed; the message says what and what to do. Never holds a credential."""
-
-    def __init__(self, msg: str, status: int | None = None, codes: tuple = ()):
-        super().__init__(msg)
-        self.status = status
-        self.codes = tuple(codes)
-
-
-class ImageReferenceError(ValueError):
-    """An image reference that cannot be parsed."""
-
-
-class DigestMismatch(RegistryError):
-    """Content whose digest is not the one asked for or announced."""
-
-
-class SpoolError(RegistryError):
-    """A blob could not be written to its temporary file (the disk is full, ``TMPDIR`` is not writable): not the
-    registry's fault, so it is neither retried nor reported as a connection problem."""
-
-
-# --------------------------------------------------------------------------- references
-
-
-@dataclass(frozen=True)
-class Reference:
-    """``registry/repository[:tag][@digest]``; the registry host is always explicit."""
-
-    registry: str
-    repository: str
-    tag: str = ""
-    digest: str = ""
-
-    @property
-    def ref(self) -> str:
-        """What goes after ``/manifests/``: the digest when there is one, else the tag."""
-        return self.digest or self.tag or "latest"
-
-    @property
-    def name(self) -> str:
-        return f"{self.registry}/{self.repository}"
-
-    def with_digest(self, digest: str) -> Reference:
-        return Reference(self.registry, self.repository, "", digest)
-
-    def __str__(self) -> str:
-        out = self.name
-        if self.tag:
-            out += f":{self.tag}"
-        if self.digest:
-            out += f"@{self.digest}"
-        return out
-
-
-def parse_reference(text) -> Reference:
-    """Parse ``host[:port]/path[:tag][@digest]``; a reference without a registry host is refused.
-
-    Docker reads ``busybox`` as a Docker Hub reference; this collection names no public registry, so
-    the host must be written (``127.0.0.1:5000/library/busybox``). A tag defaults to ``latest`` only
-    when there is neither a tag nor a digest.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ImageReferenceError(f"invalid image reference {text!r}: expected host[:port]/repository[:tag][@digest]")
-    raw = text.strip()
-    digest = ""
-    rest = raw
-    if "@" in rest:
-        rest, digest = rest.split("@", 1)
-        if not _DIGEST_RE.match(digest):
-            raise ImageReferenceError(
-                f"invalid digest {digest!r} in image reference {raw!r}: expected sha256: and 64 lowercase hex digits"
-            )
-    if "/" not in rest:
-        raise ImageReferenceError(
-            f"image reference {raw!r} has no registry host: write it explicitly, e.g. '127.0.0.1:5000/{rest}'"
-        )
-    host, path = rest.split("/", 1)
-    if not ("." in host or ":" in host or host == "localhost" or host.startswith("[")):
-        raise ImageReferenceError(
-            f"image reference {raw!r} has no registry host ({host!r} is a repository path component):"
-            f" write the registry explicitly, e.g. '127.0.0.1:5000/{rest}'"
-        )
-    if not _HOST_RE.match(host):
-        raise ImageReferenceError(f"invalid registry host {host!r} in image reference {raw!r}")
-    tag = ""
-    last = path.rsplit("/", 1)[-1]
-    if ":" in last:
-        path, tag = path.rsplit(":", 1)
-        if not _TAG_RE.match(tag):
-            raise ImageReferenceError(
-                f"invalid tag {tag!r} in image reference {raw!r}: up to 128 ASCII letters, digits, '_', '.', '-',"
-                " not starting with '.' or '-' (the distribution spec's tag grammar)"
-            )
-    components = path.split("/")
-    for comp in components:
-        if not _PATH_COMPONENT_RE.match(comp):
-            raise ImageReferenceError(
-                f"invalid repository {path!r} in image reference {raw!r}: each path component is lowercase"
-                " letters and digits, separated by '.', '_', '__' or '-'"
-            )
-    if not tag and not digest:
-        tag = "latest"
-    return Reference(host, path, tag, digest)
-
-
-def is_loopback(registry: str) -> bool:
-    """``localhost``, 127.0.0.0/8 and ::1: registries Docker treats as insecure without being told."""
-    host = registry
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-# --------------------------------------------------------------------------- digests
-
-
-def compute_digest(data, algorithm: str = "sha256") -> str:
-    """``algorithm:hex`` of ``data``: bytes, or a seekable binary file (read from its start)."""
-    if algorithm not in ("sha256", "sha512"):
-        raise RegistryError(f"unsupported digest algorithm {algorithm!r}: only sha256 and sha512 are supported")
-    if isinstance(data, (bytes, bytearray)):
-        return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-    hasher = hashlib.new(algorithm)
-    data.seek(0)
-    for chunk in iter(lambda: data.read(CHUNK), b""):
-        hasher.update(chunk)
-    return f"{algorithm}:{hasher.hexdigest()}"
-
-
-def verify_digest(data, expected: str, what: str) -> str:
-    """Return ``expected`` when ``data`` (bytes or a seekable file) has that digest; raise :class:`DigestMismatch`
-    otherwise."""
-    algorithm = expected.split(":", 1)[0]
-    actual = compute_digest(data, algorithm)
-    if actual != expected:
-        raise DigestMismatch(
-            f"{what}: the registry returned content with digest {actual}, not {expected};"
-            " the content is corrupt or was changed in transit, so it is not used"
-        )
-    return actual
-
-
-# --------------------------------------------------------------------------- WWW-Authenticate
-
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-
-
-def _read_value(text: str, pos: int) -> tuple:
-    """A parameter value at ``pos`` (quoted with backslash escapes, or a bare token) and the end position."""
-    while pos < len(text) and text[pos] in " \t":
-        pos += 1
-    if pos < len(text) and text[pos] == '"':
-        chars = []
-        pos += 1
-        while pos < len(text) and text[pos] != '"':
-            if text[pos] == "\\" and pos + 1 < len(text):
-                pos += 1
-            chars.append(text[pos])
-            pos += 1
-        if pos >= len(text):
-            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header {text!r}: unclosed quote")
-        return "".join(chars), pos + 1
-    end = pos
-    while end < len(text) and text[end] not in " \t,":
-        end += 1
-    return text[pos:end], end
-
-
-def parse_www_authenticate(header: str) -> list:
-    """Parse a ``WWW-Authenticate`` value into ``[(scheme, {param: value}), ...]`` (names lower-cased).
-
-    Handles several challenges in one header, quoted values with escapes and unquoted tokens:
-    ``Bearer realm="https://127.0.0.1:5001/auth",service="registry",scope="repository:a/b:pull,push"``.
-    """
-    text = header or ""
-    challenges = []
-    current = None
-    pos = 0
-    while pos < len(text):
-        if text[pos] in " \t,":
-            pos += 1
-            continue
-        match = _TOKEN_CHARS.match(text, pos)
-        if not match:
-            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header at {text[pos:]!r}")
-        word = match.group(0)
-        pos = match.end()
-        while pos < len(text) and text[pos] in " \t":
-            pos += 1
-        if pos >= len(text) or text[pos] != "=":
-            current = (word.lower(), {})  # a bare word starts a new challenge: its scheme
-            challenges.append(current)
-            continue
-        value, pos = _read_value(text, pos + 1)  # after the "="
-        if current is None:
-            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header {text!r}: no scheme")
-        current[1][word.lower()] = value
-    return challenges
-
-
-def parse_scope(scope: str) -> tuple:
-    """``repository:a/b:pull,push`` -> ``("repository", "a/b", frozenset({"pull", "push"}))``."""
-    parts = scope.split(":")
-    if len(parts) < 3:
-        raise RegistryError(f"cannot parse the token scope {scope!r}: expected type:name:actions")
-    # A name may carry a port ("repository:127.0.0.1:5000/x:pull" is not valid, but be lenient).
-    kind, actions = parts[0], parts[-1]
-    name = ":".join(parts[1:-1])
-    return kind, name, frozenset(a for a in actions.split(",") if a)
-
-
-def repository_scope(repository: str, actions) -> str:
-    return f"repository:{repository}:{','.join(sorted(set(actions), key=['pull', 'push', 'delete', '*'].index))}"
-
-
-def merge_scopes(scopes) -> tuple:
-    """Merge scope strings naming the same resource; return a sorted tuple (a stable cache key)."""
-    merged: dict = {}
-    for scope in scopes:
-        kind, name, actions = parse_scope(scope)
-        merged.setdefault((kind, name), set()).update(actions)
-    order = ["pull", "push", "delete", "*"]
-    out = []
-    for (kind, name), actions in sorted(merged.items()):
-        acts = sorted(actions, key=lambda a: order.index(a) if a in order else len(order))
-        out.append(f"{kind}:{name}:{','.join(acts)}")
-    return tuple(out)
-
-
-def scopes_cover(have, want) -> bool:
-    """True when the scopes ``have`` grant at least every action of ``want``."""
-    granted: dict = {}
-    for scope in have:
-        kind, name, actions = parse_scope(scope)
-        granted.setdefault((kind, name), set()).update(actions)
-    for scope in want:
-        kind, name, actions = parse_scope(scope)
-        if not actions <= granted.get((kind, name), set()) and "*" not in granted.get((kind, name), set()):
-            return False
-    return True
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Credentials for one registry; ``repr`` never shows the secret."""
-
-    username: str = ""
-    password: str = field(default="", repr=False)
-    identity_token: str = field(default="", repr=False)
-    source: str = ""
-
-    def __bool__(self) -> bool:
-        return bool((self.username and self.password) or self.identity_token)
-
-
-def docker_config_path(option: str | None = None, environ=None) -> str:
-    """``option`` (a config.json or its directory), else ``$DOCKER_CONFIG/config.json``, else ``~/.docker``."""
-    env = os.environ if environ is None else environ
-    path = option or env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    path = os.path.expanduser(path)
-    if os.path.isdir(path) or not path.endswith(".json"):
-        path = os.path.join(path, "config.json")
-    return path
-
-
-def _normalise_auth_key(key: str) -> str:
-    text = key.strip()
-    for prefix in ("https://", "http://"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text.split("/", 1)[0].lower()
-
-
-def credentials_from_docker_config(config: dict, registry: str, source: str = "docker config") -> Credentials | None:
-    """Credentials for ``registry`` from a parsed Docker ``config.json`` (``auths.<host>``), or None.
-
-    Keys may be a bare host (``127.0.0.1:5443``) or a URL (``https://127.0.0.1:5443/v1/``). An entry
-    holds ``auth`` (base64 of ``user:password``), or ``username``/``password``, or ``identitytoken``.
-    """
-    auths = config.get("auths") or {}
-    if not isinstance(auths, dict):
-        raise RegistryError(f"{source}: 'auths' is not a mapping; fix the file or run docker login again")
-    wanted = registry.lower()
-    for key, entry in auths.items():
-        if _normalise_auth_key(key) != wanted or not isinstance(entry, dict):
-            continue
-        username = entry.get("username") or ""
-        password = entry.get("password") or ""
-        if entry.get("auth"):
-            try:
-                decoded = base64.b64decode(entry["auth"], validate=False).decode("utf-8")
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RegistryError(
-                    f"{source}: the 'auth' entry for {registry} is not base64 of user:password"
-                    f" ({exc.__class__.__name__}); run docker login again"
-                ) from None
-            if ":" not in decoded:
-                raise RegistryError(
-                    f"{source}: the 'auth' entry for {registry} has no ':' between user and password;"
-                    " run docker login again"
-                )
-            username, password = decoded.split(":", 1)
-        token = entry.get("identitytoken") or ""
-        creds = Credentials(username, password, token, source=f"{source} (auths.{key})")
-        if creds:
-            return creds
-    return None
-
-
-def load_docker_config(path: str) -> dict:
-    """The parsed ``config.json`` at ``path``; ``{}`` when the file does not exist."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"cannot read the Docker config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"the Docker config {path} is not a JSON object")
-    return data
-
-
-# --------------------------------------------------------------------------- errors
 
 
 def error_codes(body: bytes) -> list:
@@ -450,300 +111,6 @@ def describe_failure(status: int, body: bytes, what: str, registry: str, authent
     return f"{what}: {registry} answered HTTP {status} ({said})"
 
 
-# --------------------------------------------------------------------------- HTTP transport
-
-
-class TransportError(Exception):
-    """No HTTP answer: the connection failed, timed out, or was cut (``ConnectError``), or TLS failed
-    (``TlsError``)."""
-
-
-class ConnectError(TransportError):
-    """Cannot connect, the connection was cut, or no answer within the timeout."""
-
-
-class DeadlineError(ConnectError):
-    """The answer did not arrive whole within the request's timeout (a registry that trickles its body)."""
-
-
-class ProxyError(ConnectError):
-    """The proxy the environment names for the URL cannot be reached; ``proxy`` (without credentials) and
-    ``source`` (the variable it came from) say which."""
-
-    def __init__(self, msg: str, proxy: str, source: str):
-        super().__init__(msg)
-        self.proxy = proxy
-        self.source = source
-
-
-class TlsError(TransportError):
-    """The TLS handshake failed; ``certificate`` when the peer's certificate was refused."""
-
-    def __init__(self, msg: str, certificate: bool = False):
-        super().__init__(msg)
-        self.certificate = certificate
-
-
-@dataclass
-class Response:
-    """One HTTP answer: ``headers`` is a case-insensitive mapping (``get`` ignores the case)."""
-
-    status_code: int
-    headers: object
-    content: bytes
-    url: str = ""
-
-
-MAX_REDIRECTS = 10
-
-
-def requests_missing() -> str:
-    """The message when ``requests`` cannot be imported, with what to install."""
-    return (
-        missing_required_lib("requests")
-        + " On Debian and Ubuntu install python3-requests; elsewhere pip install requests into the Python that"
-        " runs the module."
-    )
-
-
-def system_ca_store():
-    """The system's CA store as OpenSSL finds it (``SSL_CERT_FILE``/``SSL_CERT_DIR`` included), as ``docker`` and
-    ``curl`` verify, rather than the ``certifi`` bundle that requests would use; True (requests' choice) if none."""
-    paths = ssl.get_default_verify_paths()
-    if paths.cafile and os.path.isfile(paths.cafile):
-        return paths.cafile
-    if paths.capath and os.path.isdir(paths.capath):
-        return paths.capath
-    return True
-
-
-def _no_netrc(request):
-    """The session's ``auth``: keeps requests from adding ``~/.netrc`` credentials; the client sends its own."""
-    return request
-
-
-class Transport:
-    """HTTP for the registry client on a ``requests.Session``: connections kept alive per origin, proxies from the
-    environment chosen for each URL (the target of a redirect too, ``http://`` and ``https://`` proxies, HTTPS through
-    ``CONNECT``), TLS verified against the system's CA store or a given bundle, redirects (credentials stay with
-    their origin), form and query parameters, Basic credentials for token servers, blobs sent from and written to
-    files. ``timeout`` bounds the whole answer, its body included, not only each read. Safe to share between
-    threads for the requests the client sends.
-    """
-
-    POOL_SIZE = 16
-
-    def __init__(self, user_agent: str = USER_AGENT):
-        if not HAS_REQUESTS:
-            raise RegistryError(requests_missing())
-        self.session = requests.Session()
-        # identity: a blob's bytes are checked against its digest as the registry stored them
-        self.session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "identity"})
-        self.session.max_redirects = MAX_REDIRECTS
-        self.session.auth = _no_netrc
-        adapter = HTTPAdapter(pool_connections=self.POOL_SIZE, pool_maxsize=self.POOL_SIZE)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict | None = None,
-        data=None,
-        params=None,
-        auth: tuple | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        verify=True,
-        proxies: dict | None = None,
-        sink=None,
-    ) -> Response:
-        """Send one request, following redirects, and read its whole answer within ``timeout`` seconds.
-
-        ``data``: bytes, a dict (sent as a form), or a seekable binary file sent from its start (give its
-        ``Content-Length``). ``sink``: a seekable binary file that a 2xx answer's body is written to, from its start,
-        instead of being kept in memory. ``proxies``: ``{scheme: proxy URL}``; by default the environment's for
-        each URL.
-        """
-        deadline = time.monotonic() + timeout
-        if verify is True:
-            verify = system_ca_store()
-        elif verify is False:
-            # the task asked for no verification (validate_certs: false): no warning on every request
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        if hasattr(data, "seek"):
-            data.seek(0)  # sent from its start (a retry sends it again)
-        if isinstance(verify, str) and url.startswith("https://") and not os.path.exists(verify):
-            # certificate: no fallback to plain HTTP for a CA file that is missing
-            raise TlsError(f"cannot load the CA certificates {verify!r}: no such file", certificate=True)
-        try:
-            resp = self.session.request(
-                method,
-                url,
-                headers=headers,
-                data=data,
-                params=params,
-                auth=auth,
-                timeout=timeout,
-                verify=verify,
-                proxies=proxies,
-                stream=True,
-            )
-        except requests.exceptions.ProxyError as exc:
-            proxy, source = proxy_source(url, proxies)
-            raise ProxyError(_describe(exc), proxy, source) from None
-        except requests.exceptions.SSLError as exc:
-            cause = _root_cause(exc)
-            certificate = isinstance(cause, ssl.SSLCertVerificationError) or "certificate verify failed" in str(exc)
-            raise TlsError(_describe(exc), certificate) from None
-        except requests.exceptions.TooManyRedirects:
-            raise ConnectError(f"more than {MAX_REDIRECTS} redirects from {url}") from None
-        except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema, requests.exceptions.InvalidURL):
-            raise ConnectError(f"cannot send a request to {url!r}: not an http(s) URL") from None
-        except requests.exceptions.RequestException as exc:
-            raise ConnectError(_describe(exc)) from None
-        except OSError as exc:  # requests' own check of the CA bundle
-            raise TlsError(f"cannot load the CA certificates {verify!r}: {exc}", certificate=True) from None
-        with resp:
-            content = _read_body(resp, sink, deadline, timeout)
-        return Response(resp.status_code, resp.headers, content, resp.url)
-
-
-class _Watchdog:
-    """Shuts the answer's socket down at the deadline, so a body that trickles in ends there (a socket timeout
-    bounds only each read)."""
-
-    def __init__(self, resp, deadline: float):
-        self.fired = False
-        self._sock = _socket_of(resp)
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        self.fired = True
-        if self._sock is not None:
-            try:
-                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-def _socket_of(resp):
-    """The socket an answer of requests (urllib3 1.26 or 2) is read from, or None."""
-    sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
-    if sock is None:
-        try:
-            sock = resp.raw._fp.fp.raw._sock
-        except AttributeError:
-            return None
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _read_body(resp, sink, deadline: float, timeout: float) -> bytes:
-    """The body of ``resp``; a 2xx body goes into ``sink`` instead (from its start, so a retry overwrites it).
-
-    A read that fails is the connection's (:class:`ConnectError`, :class:`DeadlineError` past the deadline); a
-    write that fails is the sink's (:class:`SpoolError`).
-    """
-    spool = sink is not None and 200 <= resp.status_code < 300
-    if spool:
-        try:
-            sink.seek(0)
-            sink.truncate()
-        except OSError as exc:
-            raise _spool_error(exc) from None
-    watchdog = _Watchdog(resp, deadline)
-    parts = []
-    try:
-        for chunk in resp.iter_content(CHUNK):
-            if not spool:
-                parts.append(chunk)
-                continue
-            try:
-                sink.write(chunk)
-            except OSError as exc:
-                raise _spool_error(exc) from None
-    except SpoolError:
-        raise
-    except Exception as exc:  # the read, cut by the watchdog or by the peer: requests', urllib3's or the socket's
-        if watchdog.fired:
-            raise _deadline_error(timeout) from None
-        raise ConnectError(_describe(exc)) from None
-    finally:
-        watchdog.cancel()
-    if watchdog.fired:
-        raise _deadline_error(timeout)
-    return b"".join(parts)
-
-
-def _deadline_error(timeout: float) -> DeadlineError:
-    return DeadlineError(f"the whole answer did not arrive within the timeout of {timeout:g} s")
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost error under requests' and urllib3's wrappers (``reason``, ``args[0]``, the chained cause)."""
-    seen = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        inner = getattr(exc, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-        if inner is None:
-            inner = exc.__cause__ or exc.__context__
-        if inner is None:
-            break
-        exc = inner
-    return exc
-
-
-def _describe(exc: BaseException) -> str:
-    """``ConnectionRefusedError: [Errno 111] Connection refused`` rather than requests' pool and object names."""
-    cause = _root_cause(exc)
-    text = str(cause)
-    if ">: " in text:  # urllib3 prefixes its connection object: "<...HTTPConnection object at 0x...>: Failed to ..."
-        text = text.split(">: ", 1)[1]
-    return f"{cause.__class__.__name__}: {text}"
-
-
-def proxy_source(url: str, proxies: dict | None = None, environ=None) -> tuple:
-    """``(proxy URL without credentials, where it came from)`` for ``url``: the variable of the environment
-    (``HTTPS_PROXY``, ``https_proxy``, ``ALL_PROXY``, ...) or ``proxies``; ``("", "")`` when none applies."""
-    scheme = urlsplit(url).scheme
-    if proxies:
-        chosen, source = proxies.get(scheme) or proxies.get("all") or "", "proxies"
-    else:
-        env = os.environ if environ is None else environ
-        chosen, source = "", ""
-        if environ_proxies(url, env):
-            for key in (f"{scheme}_proxy", "all_proxy"):
-                for name in (key, key.upper()):
-                    if env.get(name):
-                        chosen, source = env[name], name
-                        break
-                if chosen:
-                    break
-    if not chosen:
-        return "", ""
-    if "://" not in chosen:
-        chosen = "http://" + chosen
-    parts = urlsplit(chosen)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else ""), source
-
-
-def _spool_error(exc: OSError) -> SpoolError:
-    return SpoolError(
-        f"cannot write a blob to its temporary file in {tempfile.gettempdir()}: {exc}; free some space there or"
-        " point TMPDIR to a directory with room for the largest layers copied at once"
-    )
-
-
 def parse_link_next(header: str) -> str:
     """The URL of ``rel="next"`` in a ``Link`` header (tag list pagination), or ""."""
     for part in header.split(","):
@@ -755,9 +122,6 @@ def parse_link_next(header: str) -> str:
         if any(name.strip().lower() == "rel" and "next" in value.strip().strip('"').split() for name, value in rels):
             return url[1:-1]
     return ""
-
-
-# --------------------------------------------------------------------------- the client
 
 
 @dataclass
@@ -1278,129 +642,10 @@ class RegistryClient:
         return urljoin(self.url(""), location)
 
 
-def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, digest: str) -> None:
-    """Make blob ``digest`` of ``src/src_repo`` exist in ``dst/dst_repo``.
-
-    Within one registry it is a cross-repository mount (no data moves; a blob the repository already
-    has is a no-op); across registries it is uploaded unless it is already there, through a temporary file
-    (``TMPDIR``), so a layer never has to fit in memory.
-    """
-    upload_url = ""
-    if src.registry == dst.registry:
-        upload_url = dst.mount_blob(dst_repo, digest, src_repo)
-        if not upload_url:
-            return
-    elif dst.blob_exists(dst_repo, digest):
-        return
-    try:
-        spool = tempfile.TemporaryFile()
-    except OSError as exc:
-        raise _spool_error(exc) from None
-    with spool:
-        src.download_blob(src_repo, digest, spool)
-        dst.upload_blob(dst_repo, digest, spool, upload_url)
-
-
-def copy_manifest_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, manifest: dict) -> None:
-    """Copy the config and layers of an image manifest (its parsed JSON) into ``dst/dst_repo``, in parallel.
-
-    Foreign layers (descriptors with ``urls``) stay where their URLs point.
-    """
-    digests = [
-        blob["digest"]
-        for blob in [manifest.get("config") or {}, *(manifest.get("layers") or [])]
-        if blob.get("digest") and not blob.get("urls")
-    ]
-    parallel(lambda digest: copy_blob(src, src_repo, dst, dst_repo, digest), digests)
-
-
-def environ_proxies(url: str, environ=None) -> dict:
-    """The proxies the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``; the lower-case
-    name wins) gives for ``url``: ``{scheme: proxy URL}``, empty when ``NO_PROXY`` covers its host."""
-    env = os.environ if environ is None else environ
-    found = {}
-    for name, value in env.items():
-        low = name.lower()
-        if value and low.endswith("_proxy") and (low not in found or name == low):
-            found[low] = value
-    proxies = {name[: -len("_proxy")]: value for name, value in found.items()}
-    if not proxies or urllib.request.proxy_bypass_environment(urlsplit(url).netloc.rsplit("@", 1)[-1], proxies):
-        return {}
-    proxies.pop("no", None)
-    return proxies
-
-
-def environ_ca_bundle() -> str:
-    """A CA bundle from the environment (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``), as requests and curl
-    read it; OpenSSL itself reads ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
-
-
-def split_host_port(registry: str) -> tuple:
-    """``127.0.0.1:5000`` -> ("127.0.0.1", 5000); ``[::1]:5000`` -> ("::1", 5000); no port means 443."""
-    if registry.startswith("["):
-        host, _bracket, rest = registry[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif registry.count(":") == 1:
-        host, port = registry.split(":", 1)
-    else:
-        host, port = registry, ""
-    return host, int(port) if port.isdigit() else 443
-
-
-_PLAIN_HTTP_MARKERS = ("wrong version number", "record layer failure", "packet length too long", "unknown protocol")
-
-
-def speaks_tls(host: str, port: int, timeout: float):
-    """True when ``host:port`` completes a TLS handshake, False when it answers like plain HTTP, None if unknown.
-
-    Only a probe to choose the scheme of an insecure registry: the certificate is not looked at here and
-    nothing is sent over the connection; the real requests verify as configured.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only "does it speak TLS?"; the transport makes the verified connection
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with context.wrap_socket(sock, server_hostname=host):
-                return True
-    except ssl.SSLError as exc:
-        text = str(exc).lower()
-        if any(marker in text for marker in _PLAIN_HTTP_MARKERS):
-            return False
-        return None
-    except OSError:
-        return None
-
-
-def _sep(ref: str) -> str:
-    return "@" if _DIGEST_RE.match(ref) else ":"
-
-
 def _verified(data: bytes, digest: str, what: str) -> bytes:
     verify_digest(data, digest, what)
     return data
 
-
-def parse_token_response(body: bytes, realm: str) -> tuple:
-    """``(token, lifetime seconds)`` from a token server's JSON (``token`` or OAuth2 ``access_token``)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise RegistryError(f"the token server {realm} returned a body that is not JSON") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"the token server {realm} returned JSON that is not an object")
-    token = data.get("token") or data.get("access_token")
-    if not token or not isinstance(token, str):
-        raise RegistryError(f"the token server {realm} returned no token")
-    try:
-        lifetime = int(data.get("expires_in") or TOKEN_LIFETIME_DEFAULT)
-    except (TypeError, ValueError):
-        lifetime = TOKEN_LIFETIME_DEFAULT
-    return token, max(lifetime, 1)
-
-
-# --------------------------------------------------------------------------- module glue
 
 REGISTRY_ARGUMENT_SPEC = {
     "username": {"type": "str"},

@@ -391,11 +391,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    ClientPool,
-    RegistryError,
-    parse_reference,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
 
 
 def main():

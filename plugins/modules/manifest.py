@@ -195,6 +195,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._blobcopy import copy_manifest_blobs
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
@@ -210,15 +211,16 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     select_attestations,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
+    RegistryError,
+    compute_digest,
+    parse_reference,
+    verify_digest,
+)
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     INDEX_TYPES,
     ClientPool,
-    RegistryError,
-    compute_digest,
-    copy_manifest_blobs,
-    parse_reference,
     registry_argument_spec,
-    verify_digest,
 )
 
 

@@ -176,12 +176,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     match_platform,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    ClientPool,
-    RegistryError,
-    parse_reference,
-    registry_argument_spec,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
 
 
 def inspect(client, ref, platform: str | None, required: list) -> dict:

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    Credentials,
-    RegistryClient,
-    compute_digest,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import compute_digest
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import Credentials
 
 from .helpers import purge_repository, run, run_module
 

@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, compute_digest
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import compute_digest
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 
 from .helpers import purge_repository, run_module
 

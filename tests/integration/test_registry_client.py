@@ -22,12 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    Credentials,
-    RegistryClient,
-    RegistryError,
-    compute_digest,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, compute_digest
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import Credentials
 
 from .helpers import VENV_BIN, run, run_module
 
@@ -128,7 +125,9 @@ def test_tls_verification(testenv, direct):
 # In a fresh interpreter: the peak resident memory (KiB) before and after copy_blob moves the blob.
 COPY_SCRIPT = """
 import json, resource, sys
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import Credentials, RegistryClient, copy_blob
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import Credentials
+from ansible_collections.fleet.multiarch.plugins.module_utils._blobcopy import copy_blob
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 a = json.loads(sys.argv[1])
 src = RegistryClient(a["src"])
 dst = RegistryClient(a["dst"], credentials=Credentials(a["user"], a["password"]), ca_cert=a["ca"])
