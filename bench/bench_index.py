@@ -33,11 +33,11 @@ import time
 
 import benchlib as b
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import compute_digest
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     DOCKER_MANIFEST,
     ClientPool,
     RegistryClient,
-    compute_digest,
     registry_argument_spec,
 )
 from ansible_collections.fleet.multiarch.plugins.modules.manifest import ManifestManager

@@ -13,7 +13,8 @@ module's argument spec), the same registry requests. When every tag already hold
 result (``answered_by: controller``); in check mode, whatever the check finds is (check mode builds and
 writes nothing). In every other case (something to build or tag, ``force``, ``load``, any error, another
 host, ``become``, ``async``) the module runs as usual and gives the answer (``answered_by: module``),
-errors included.
+errors included - except a registry error of the check: the module's first step is the same check against
+the same registry, so that failure is the answer (a registry answering 503 costs one retry cycle, not two).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     ImageBuilder,
     image_build_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_http import HAS_REQUESTS
 from ansible_collections.fleet.multiarch.plugins.plugin_utils._controller_module import ControllerModule
 
 
@@ -61,7 +64,7 @@ class ActionModule(ActionBase):
 
     def answer_here(self):
         """The module's result for an unchanged release (any result in check mode), from this process; else None."""
-        if not self.on_controller():
+        if not (self.on_controller() and HAS_REQUESTS):  # without requests here, the module's Python may have it
             return None
         validated = ArgumentSpecValidator(image_build_argument_spec(), required_together=REQUIRED_TOGETHER).validate(
             self._task.args
@@ -73,6 +76,7 @@ class ActionModule(ActionBase):
             return None  # no tag to compare with; a relative context is the module's working directory's
         # check mode and diff exactly as ActionBase passes them to the module (_ansible_check_mode, _ansible_diff)
         module = ControllerModule(params, bool(self._task.check_mode), bool(self._task.diff))
+        builder = None
         try:
             primary = parse_reference(params["tags"][0])
             builder = ImageBuilder(module, DockerCLI.from_module(module), ClientPool(params, primary.registry))
@@ -82,6 +86,10 @@ class ActionModule(ActionBase):
                 answer = builder.finish()
             else:
                 return None
+        except RegistryError as exc:
+            # what the module's own check would meet, after the same retries: its failure, as the module reports it
+            extra = builder.finish(failed=True) if builder is not None else {}
+            answer = {**extra, "failed": True, "changed": False, "msg": str(exc)}
         except Exception:  # the module runs and reports it, with its own message
             return None
         answer["answered_by"] = "controller"

@@ -48,17 +48,19 @@ options:
     default: []
   timeout:
     description:
-      - Seconds to wait for the registry to connect and for each answer. Connection errors and HTTP 5xx are
-        retried three times with a doubling backoff (0.5, 1, 2 seconds).
+      - Seconds that one request to the registry may take as a whole, from connecting to the last byte of the
+        answer; a registry that sends its answer slower than that fails the task (not retried). Connection errors
+        and HTTP 5xx are retried three times with a doubling backoff (0.5, 1, 2 seconds).
     type: int
     default: 30
 notes:
   - Talks to registries directly over the OCI distribution API and the Docker Registry HTTP API v2; neither Docker
     nor any other CLI is needed on the host that runs the module.
-  - The registry HTTP is Python's standard library (C(http.client), C(ssl)) with keep-alive connections; no
-    third-party Python library is needed for it.
+  - The registry HTTP is the C(requests) library (a session per registry, keep-alive connections); it is needed
+    in the Python that runs the module (Debian C(python3-requests)).
   - Proxies come from the environment of the module (C(HTTPS_PROXY), C(HTTP_PROXY), C(ALL_PROXY), C(NO_PROXY), either
     case), for example through the task's C(environment). A proxy is given as C(http://[user:password@]host:port);
     HTTPS goes through it with C(CONNECT). The proxy is chosen for each host, so a blob download that the registry
     redirects to object storage follows the proxy (or C(NO_PROXY)) of the storage's host.
+  - A proxy that cannot be reached is named in the error, with the variable it came from.
 """

@@ -16,7 +16,7 @@ import math
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
     ImageReferenceError,
     Reference,
     parse_reference,

@@ -33,11 +33,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._history import (
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError, describe, match_platform
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    ClientPool,
-    RegistryError,
-    parse_reference,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
 from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     RolloutError,
     bound_host_ports,

@@ -22,6 +22,7 @@ import time
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
 from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, supported_platforms
+from ansible_collections.fleet.multiarch.plugins.module_utils._blobcopy import copy_manifest_blobs
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
@@ -37,14 +38,12 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     parse_platform,
     platform_from_dict,
 )
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     IMAGE_TYPES,
     INDEX_TYPES,
     OCI_INDEX,
     ClientPool,
-    RegistryError,
-    copy_manifest_blobs,
-    parse_reference,
     registry_argument_spec,
 )
 
@@ -495,11 +494,12 @@ class ImageBuilder:
             raise bd.BuildError(f"buildx reported {meta['digest']} but {self.primary.name} does not hold it")
         self.result["digest"] = fetched.digest
         self.result["platform_digests"] = {pl: digests.get(pl, "") for pl in self.platforms}
+        pushed = None
         if name != str(self.primary):
             self.result["staging_tags"].append(name)
             self.engine_names(name)
-            client.put_manifest(self.primary.repository, self.primary.tag, fetched.body, fetched.media_type)
-        self.confirm_tag(fetched.digest)
+            pushed = client.put_manifest(self.primary.repository, self.primary.tag, fetched.body, fetched.media_type)
+        self.confirm_tag(fetched.digest, pushed)
 
     def engine_names(self, name: str) -> None:
         """The engine keeps the build under the first tag when asked to load it, not under its build tag."""
@@ -507,8 +507,13 @@ class ImageBuilder:
             self.cli.run(["image", "tag", name, str(self.primary)], what="docker image tag")
         self.cli.run(["image", "rm", "--", name], check=False)
 
-    def confirm_tag(self, digest: str) -> None:
-        """Read the first tag back: another build of the same tag may have pushed after this one."""
+    def confirm_tag(self, digest: str, pushed=None) -> None:
+        """Read the first tag back: another build of the same tag may have pushed after this one.
+
+        ``pushed``: what the registry client's PUT of the tag read back (no second read when the tag holds ours).
+        """
+        if pushed is not None and not pushed.replaced:
+            return
         fetched, fp, _digests = self.published(self.primary)
         if fetched is not None and fetched.digest == digest:
             return
@@ -572,10 +577,10 @@ class ImageBuilder:
         annotations = {**self.annotations, bd.FINGERPRINT_KEY: self.result["fingerprint"]}
         body, _data = build_index(entries, OCI_INDEX, annotations)
         client = self.pool.get(self.primary.registry)
-        digest = client.put_manifest(self.primary.repository, self.primary.tag, body, OCI_INDEX)
-        self.result["digest"] = digest
+        pushed = client.put_manifest(self.primary.repository, self.primary.tag, body, OCI_INDEX)
+        self.result["digest"] = pushed.digest
         self.result["platform_digests"] = {e.platform_obj.oci: e.digest for e in images}
-        self.confirm_tag(digest)
+        self.confirm_tag(pushed.digest, pushed)
 
     # ---- more tags
 
@@ -595,9 +600,15 @@ class ImageBuilder:
             if ref.name != self.primary.name:
                 for digest in digests:
                     self.copy_manifest(client, target, ref, digest)
-            target.put_manifest(ref.repository, ref.tag, fetched.body, fetched.media_type)
+            self.note_replaced(ref, target.put_manifest(ref.repository, ref.tag, fetched.body, fetched.media_type))
 
         parallel(publish, refs)
+
+    def note_replaced(self, ref, pushed) -> None:
+        """Warn, and say in ``tag_digests``, when another writer moved ``ref`` right after this task's push."""
+        if pushed.replaced:
+            self.module.warn(pushed.warning(str(ref)))
+            self.result.setdefault("tag_digests", {})[str(ref)] = pushed.holds
 
     def copy_manifest(self, src, dst, ref, digest: str) -> None:
         """Make manifest ``digest`` of the first tag's repository exist in ``ref``'s repository, blobs first."""

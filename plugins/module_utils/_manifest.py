@@ -22,6 +22,11 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     parse_platform,
     platform_from_dict,
 )
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
+    Reference,
+    RegistryError,
+    parse_reference,
+)
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -30,9 +35,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     Fetched,
-    Reference,
-    RegistryError,
-    parse_reference,
 )
 
 ATTESTATION_TYPE_ANNOTATION = "vnd.docker.reference.type"

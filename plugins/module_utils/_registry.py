@@ -3,38 +3,58 @@
 
 # Private to the fleet.multiarch collection: not a public API, may change without notice.
 
-"""The collection's one place for registry HTTP (OCI distribution spec, Docker Registry HTTP API v2).
+"""The collection's registry client (OCI distribution spec, Docker Registry HTTP API v2) and its module glue.
 
-What lives here: image references, the ``WWW-Authenticate`` challenge (anonymous, Basic and the
-Bearer token flow of the distribution token spec), credentials from module options or the user's
-Docker ``config.json``, TLS and the plain-HTTP fallback for insecure registries, retries with
-backoff, the media types and Accept headers, and a digest check on every manifest and blob read.
-
-The parsing functions are pure and unit-tested; :class:`RegistryClient` is the only code that
-talks HTTP, through :class:`Transport`: HTTP/1.1 with keep-alive on the standard library's ``http.client``
-and ``ssl``, so the modules need no third-party Python library. Both are safe to share between threads.
+:class:`RegistryClient` is the one code that talks to registries: authentication on challenge (anonymous, Basic,
+the Bearer token flow), the plain-HTTP fallback for insecure registries, retries with backoff, the media types and
+Accept headers, a digest check on every manifest and blob read, and the read-back of a tag after its PUT.
+Its neighbours: references and digests in ``_reference``, challenges and credentials in ``_registry_auth``, the HTTP
+transport on ``requests`` in ``_registry_http``, blob copies in ``_blobcopy``. :class:`ClientPool` builds one
+client per registry from the modules' shared options. Safe to share between threads.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import http.client
-import ipaddress
 import json
 import os
-import re
-import select
-import socket
-import ssl
-import tempfile
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
-from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from dataclasses import dataclass
+from urllib.parse import urljoin
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
+    _DIGEST_RE,
+    DigestMismatch,
+    RegistryError,
+    _sep,
+    compute_digest,
+    is_loopback,
+    verify_digest,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import (
+    Credentials,
+    credentials_from_docker_config,
+    docker_config_path,
+    load_docker_config,
+    merge_scopes,
+    parse_token_response,
+    parse_www_authenticate,
+    repository_scope,
+    scopes_cover,
+)
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_http import (
+    DEFAULT_TIMEOUT,
+    ConnectError,
+    DeadlineError,
+    ProxyError,
+    TlsError,
+    Transport,
+    TransportError,
+    environ_ca_bundle,
+    speaks_tls,
+    split_host_port,
+)
 
 # Media types (OCI image spec v1 and Docker image manifest v2 schema 2).
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -50,357 +70,9 @@ IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 MANIFEST_TYPES = INDEX_TYPES + IMAGE_TYPES
 # Indexes first: a registry that stores an index returns it instead of choosing a platform for us.
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
-
-USER_AGENT = "fleet.multiarch"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-DEFAULT_TIMEOUT = 30
 DEFAULT_RETRIES = 3
 BACKOFF_SECONDS = 0.5  # first wait; doubles on each retry
-TOKEN_LIFETIME_DEFAULT = 60  # seconds, as the token spec says when expires_in is absent
-CHUNK = 1 << 20  # bytes read or written at a time when a blob goes through a file
-
-_DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
-# the distribution spec's tag grammar, ASCII only (Python's \w alone would take any Unicode letter)
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::[0-9]+)?$")
-
-
-class RegistryError(Exception):
-    """A registry operation failed; the message says what and what to do. Never holds a credential."""
-
-    def __init__(self, msg: str, status: int | None = None, codes: tuple = ()):
-        super().__init__(msg)
-        self.status = status
-        self.codes = tuple(codes)
-
-
-class ImageReferenceError(ValueError):
-    """An image reference that cannot be parsed."""
-
-
-class DigestMismatch(RegistryError):
-    """Content whose digest is not the one asked for or announced."""
-
-
-class SpoolError(RegistryError):
-    """A blob could not be written to its temporary file (the disk is full, ``TMPDIR`` is not writable): not the
-    registry's fault, so it is neither retried nor reported as a connection problem."""
-
-
-# --------------------------------------------------------------------------- references
-
-
-@dataclass(frozen=True)
-class Reference:
-    """``registry/repository[:tag][@digest]``; the registry host is always explicit."""
-
-    registry: str
-    repository: str
-    tag: str = ""
-    digest: str = ""
-
-    @property
-    def ref(self) -> str:
-        """What goes after ``/manifests/``: the digest when there is one, else the tag."""
-        return self.digest or self.tag or "latest"
-
-    @property
-    def name(self) -> str:
-        return f"{self.registry}/{self.repository}"
-
-    def with_digest(self, digest: str) -> Reference:
-        return Reference(self.registry, self.repository, "", digest)
-
-    def __str__(self) -> str:
-        out = self.name
-        if self.tag:
-            out += f":{self.tag}"
-        if self.digest:
-            out += f"@{self.digest}"
-        return out
-
-
-def parse_reference(text) -> Reference:
-    """Parse ``host[:port]/path[:tag][@digest]``; a reference without a registry host is refused.
-
-    Docker reads ``busybox`` as a Docker Hub reference; this collection names no public registry, so
-    the host must be written (``127.0.0.1:5000/library/busybox``). A tag defaults to ``latest`` only
-    when there is neither a tag nor a digest.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ImageReferenceError(f"invalid image reference {text!r}: expected host[:port]/repository[:tag][@digest]")
-    raw = text.strip()
-    digest = ""
-    rest = raw
-    if "@" in rest:
-        rest, digest = rest.split("@", 1)
-        if not _DIGEST_RE.match(digest):
-            raise ImageReferenceError(
-                f"invalid digest {digest!r} in image reference {raw!r}: expected sha256: and 64 lowercase hex digits"
-            )
-    if "/" not in rest:
-        raise ImageReferenceError(
-            f"image reference {raw!r} has no registry host: write it explicitly, e.g. '127.0.0.1:5000/{rest}'"
-        )
-    host, path = rest.split("/", 1)
-    if not ("." in host or ":" in host or host == "localhost" or host.startswith("[")):
-        raise ImageReferenceError(
-            f"image reference {raw!r} has no registry host ({host!r} is a repository path component):"
-            f" write the registry explicitly, e.g. '127.0.0.1:5000/{rest}'"
-        )
-    if not _HOST_RE.match(host):
-        raise ImageReferenceError(f"invalid registry host {host!r} in image reference {raw!r}")
-    tag = ""
-    last = path.rsplit("/", 1)[-1]
-    if ":" in last:
-        path, tag = path.rsplit(":", 1)
-        if not _TAG_RE.match(tag):
-            raise ImageReferenceError(
-                f"invalid tag {tag!r} in image reference {raw!r}: up to 128 ASCII letters, digits, '_', '.', '-',"
-                " not starting with '.' or '-' (the distribution spec's tag grammar)"
-            )
-    components = path.split("/")
-    for comp in components:
-        if not _PATH_COMPONENT_RE.match(comp):
-            raise ImageReferenceError(
-                f"invalid repository {path!r} in image reference {raw!r}: each path component is lowercase"
-                " letters and digits, separated by '.', '_', '__' or '-'"
-            )
-    if not tag and not digest:
-        tag = "latest"
-    return Reference(host, path, tag, digest)
-
-
-def is_loopback(registry: str) -> bool:
-    """``localhost``, 127.0.0.0/8 and ::1: registries Docker treats as insecure without being told."""
-    host = registry
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-# --------------------------------------------------------------------------- digests
-
-
-def compute_digest(data, algorithm: str = "sha256") -> str:
-    """``algorithm:hex`` of ``data``: bytes, or a seekable binary file (read from its start)."""
-    if algorithm not in ("sha256", "sha512"):
-        raise RegistryError(f"unsupported digest algorithm {algorithm!r}: only sha256 and sha512 are supported")
-    if isinstance(data, (bytes, bytearray)):
-        return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-    hasher = hashlib.new(algorithm)
-    data.seek(0)
-    for chunk in iter(lambda: data.read(CHUNK), b""):
-        hasher.update(chunk)
-    return f"{algorithm}:{hasher.hexdigest()}"
-
-
-def verify_digest(data, expected: str, what: str) -> str:
-    """Return ``expected`` when ``data`` (bytes or a seekable file) has that digest; raise :class:`DigestMismatch`
-    otherwise."""
-    algorithm = expected.split(":", 1)[0]
-    actual = compute_digest(data, algorithm)
-    if actual != expected:
-        raise DigestMismatch(
-            f"{what}: the registry returned content with digest {actual}, not {expected};"
-            " the content is corrupt or was changed in transit, so it is not used"
-        )
-    return actual
-
-
-# --------------------------------------------------------------------------- WWW-Authenticate
-
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-
-
-def _read_value(text: str, pos: int) -> tuple:
-    """A parameter value at ``pos`` (quoted with backslash escapes, or a bare token) and the end position."""
-    while pos < len(text) and text[pos] in " \t":
-        pos += 1
-    if pos < len(text) and text[pos] == '"':
-        chars = []
-        pos += 1
-        while pos < len(text) and text[pos] != '"':
-            if text[pos] == "\\" and pos + 1 < len(text):
-                pos += 1
-            chars.append(text[pos])
-            pos += 1
-        if pos >= len(text):
-            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header {text!r}: unclosed quote")
-        return "".join(chars), pos + 1
-    end = pos
-    while end < len(text) and text[end] not in " \t,":
-        end += 1
-    return text[pos:end], end
-
-
-def parse_www_authenticate(header: str) -> list:
-    """Parse a ``WWW-Authenticate`` value into ``[(scheme, {param: value}), ...]`` (names lower-cased).
-
-    Handles several challenges in one header, quoted values with escapes and unquoted tokens:
-    ``Bearer realm="https://127.0.0.1:5001/auth",service="registry",scope="repository:a/b:pull,push"``.
-    """
-    text = header or ""
-    challenges = []
-    current = None
-    pos = 0
-    while pos < len(text):
-        if text[pos] in " \t,":
-            pos += 1
-            continue
-        match = _TOKEN_CHARS.match(text, pos)
-        if not match:
-            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header at {text[pos:]!r}")
-        word = match.group(0)
-        pos = match.end()
-        while pos < len(text) and text[pos] in " \t":
-            pos += 1
-        if pos >= len(text) or text[pos] != "=":
-            current = (word.lower(), {})  # a bare word starts a new challenge: its scheme
-            challenges.append(current)
-            continue
-        value, pos = _read_value(text, pos + 1)  # after the "="
-        if current is None:
-            raise RegistryError(f"cannot parse the registry's WWW-Authenticate header {text!r}: no scheme")
-        current[1][word.lower()] = value
-    return challenges
-
-
-def parse_scope(scope: str) -> tuple:
-    """``repository:a/b:pull,push`` -> ``("repository", "a/b", frozenset({"pull", "push"}))``."""
-    parts = scope.split(":")
-    if len(parts) < 3:
-        raise RegistryError(f"cannot parse the token scope {scope!r}: expected type:name:actions")
-    # A name may carry a port ("repository:127.0.0.1:5000/x:pull" is not valid, but be lenient).
-    kind, actions = parts[0], parts[-1]
-    name = ":".join(parts[1:-1])
-    return kind, name, frozenset(a for a in actions.split(",") if a)
-
-
-def repository_scope(repository: str, actions) -> str:
-    return f"repository:{repository}:{','.join(sorted(set(actions), key=['pull', 'push', 'delete', '*'].index))}"
-
-
-def merge_scopes(scopes) -> tuple:
-    """Merge scope strings naming the same resource; return a sorted tuple (a stable cache key)."""
-    merged: dict = {}
-    for scope in scopes:
-        kind, name, actions = parse_scope(scope)
-        merged.setdefault((kind, name), set()).update(actions)
-    order = ["pull", "push", "delete", "*"]
-    out = []
-    for (kind, name), actions in sorted(merged.items()):
-        acts = sorted(actions, key=lambda a: order.index(a) if a in order else len(order))
-        out.append(f"{kind}:{name}:{','.join(acts)}")
-    return tuple(out)
-
-
-def scopes_cover(have, want) -> bool:
-    """True when the scopes ``have`` grant at least every action of ``want``."""
-    granted: dict = {}
-    for scope in have:
-        kind, name, actions = parse_scope(scope)
-        granted.setdefault((kind, name), set()).update(actions)
-    for scope in want:
-        kind, name, actions = parse_scope(scope)
-        if not actions <= granted.get((kind, name), set()) and "*" not in granted.get((kind, name), set()):
-            return False
-    return True
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Credentials for one registry; ``repr`` never shows the secret."""
-
-    username: str = ""
-    password: str = field(default="", repr=False)
-    identity_token: str = field(default="", repr=False)
-    source: str = ""
-
-    def __bool__(self) -> bool:
-        return bool((self.username and self.password) or self.identity_token)
-
-
-def docker_config_path(option: str | None = None, environ=None) -> str:
-    """``option`` (a config.json or its directory), else ``$DOCKER_CONFIG/config.json``, else ``~/.docker``."""
-    env = os.environ if environ is None else environ
-    path = option or env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    path = os.path.expanduser(path)
-    if os.path.isdir(path) or not path.endswith(".json"):
-        path = os.path.join(path, "config.json")
-    return path
-
-
-def _normalise_auth_key(key: str) -> str:
-    text = key.strip()
-    for prefix in ("https://", "http://"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text.split("/", 1)[0].lower()
-
-
-def credentials_from_docker_config(config: dict, registry: str, source: str = "docker config") -> Credentials | None:
-    """Credentials for ``registry`` from a parsed Docker ``config.json`` (``auths.<host>``), or None.
-
-    Keys may be a bare host (``127.0.0.1:5443``) or a URL (``https://127.0.0.1:5443/v1/``). An entry
-    holds ``auth`` (base64 of ``user:password``), or ``username``/``password``, or ``identitytoken``.
-    """
-    auths = config.get("auths") or {}
-    if not isinstance(auths, dict):
-        raise RegistryError(f"{source}: 'auths' is not a mapping; fix the file or run docker login again")
-    wanted = registry.lower()
-    for key, entry in auths.items():
-        if _normalise_auth_key(key) != wanted or not isinstance(entry, dict):
-            continue
-        username = entry.get("username") or ""
-        password = entry.get("password") or ""
-        if entry.get("auth"):
-            try:
-                decoded = base64.b64decode(entry["auth"], validate=False).decode("utf-8")
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RegistryError(
-                    f"{source}: the 'auth' entry for {registry} is not base64 of user:password"
-                    f" ({exc.__class__.__name__}); run docker login again"
-                ) from None
-            if ":" not in decoded:
-                raise RegistryError(
-                    f"{source}: the 'auth' entry for {registry} has no ':' between user and password;"
-                    " run docker login again"
-                )
-            username, password = decoded.split(":", 1)
-        token = entry.get("identitytoken") or ""
-        creds = Credentials(username, password, token, source=f"{source} (auths.{key})")
-        if creds:
-            return creds
-    return None
-
-
-def load_docker_config(path: str) -> dict:
-    """The parsed ``config.json`` at ``path``; ``{}`` when the file does not exist."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"cannot read the Docker config {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"the Docker config {path} is not a JSON object")
-    return data
-
-
-# --------------------------------------------------------------------------- errors
 
 
 def error_codes(body: bytes) -> list:
@@ -439,299 +111,6 @@ def describe_failure(status: int, body: bytes, what: str, registry: str, authent
     return f"{what}: {registry} answered HTTP {status} ({said})"
 
 
-# --------------------------------------------------------------------------- HTTP transport
-
-
-class TransportError(Exception):
-    """No HTTP answer: the connection failed, timed out, or was cut (``ConnectError``), or TLS failed
-    (``TlsError``)."""
-
-
-class ConnectError(TransportError):
-    """Cannot connect, the connection was cut, or no answer within the timeout."""
-
-
-class TlsError(TransportError):
-    """The TLS handshake failed; ``certificate`` when the peer's certificate was refused."""
-
-    def __init__(self, msg: str, certificate: bool = False):
-        super().__init__(msg)
-        self.certificate = certificate
-
-
-@dataclass
-class Response:
-    """One HTTP answer: ``headers`` is an ``http.client.HTTPMessage`` (``get`` ignores the case)."""
-
-    status_code: int
-    headers: object
-    content: bytes
-    url: str = ""
-
-
-REDIRECT_STATUSES = (301, 302, 303, 307, 308)
-MAX_REDIRECTS = 10
-
-
-def _origin(url: str) -> tuple:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def redirect_request(method: str, status: int, url: str, location: str, headers: dict) -> tuple:
-    """``(method, url, headers, keep_body)`` for the request that follows a redirect.
-
-    303 (and 301/302 after a POST) become a GET without body, as browsers and requests do. Credentials are
-    never sent to another origin: a registry that redirects a blob download to object storage must not
-    hand the storage its token.
-    """
-    target = urljoin(url, location)
-    headers = dict(headers)
-    keep_body = True
-    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-        method, keep_body = "GET", False
-        headers.pop("Content-Type", None)
-    if _origin(target) != _origin(url):
-        headers.pop("Authorization", None)
-    return method, target, headers, keep_body
-
-
-def proxy_headers(proxy_url: str) -> dict:
-    """``Proxy-Authorization`` for a proxy URL with ``user:password@`` in it."""
-    parts = urlsplit(proxy_url)
-    if parts.username is None:
-        return {}
-    raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-    return {"Proxy-Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
-
-
-def tls_context(verify) -> ssl.SSLContext:
-    """``verify``: True (the system's CA store), a CA bundle file or directory, or False (no verification)."""
-    if verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if isinstance(verify, str):
-        if os.path.isdir(verify):
-            return ssl.create_default_context(capath=verify)
-        return ssl.create_default_context(cafile=verify)
-    return ssl.create_default_context()
-
-
-class Transport:
-    """HTTP/1.1 over ``http.client`` with keep-alive: idle connections are kept per origin and taken by whichever
-    thread sends next (up to ``MAX_IDLE`` per origin), until the server closes them.
-
-    It does what the registry client needs and no more: TLS verified against the system's CA store or a
-    given bundle (each context built once), proxies from the environment, chosen for each URL, the target
-    of a redirect too (``http://`` proxies; HTTPS goes through a ``CONNECT`` tunnel), redirects (credentials
-    stay with their origin), form and query parameters, Basic credentials for token servers, blobs sent from
-    and written to files. An idle connection the server has closed is noticed before it is reused; a request
-    cut on a reused connection is sent again once on a new connection.
-    """
-
-    MAX_IDLE = 16
-
-    def __init__(self, user_agent: str = USER_AGENT):
-        self.user_agent = user_agent
-        self._idle = {}  # key -> [connection]
-        self._contexts = {}
-        self._proxies = {}  # origin -> what the environment gives for it
-        self._lock = threading.Lock()
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict | None = None,
-        data=None,
-        params=None,
-        auth: tuple | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        verify=True,
-        proxies: dict | None = None,
-        sink=None,
-    ) -> Response:
-        """Send one request, following redirects.
-
-        ``data``: bytes, a dict (sent as a form), or a seekable binary file sent from its start (give its
-        ``Content-Length``). ``sink``: a seekable binary file that a 2xx answer's body is written to, from its start,
-        instead of being kept in memory. ``proxies``: ``{scheme: proxy URL}`` for every URL; by default the
-        environment's for each URL.
-        """
-        headers = {"User-Agent": self.user_agent, **(headers or {})}
-        if params:
-            url += ("&" if "?" in url else "?") + urlencode(params)
-        if isinstance(data, dict):
-            data = urlencode(data).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if auth:
-            raw = f"{auth[0]}:{auth[1]}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
-        for _hop in range(MAX_REDIRECTS + 1):
-            hop_proxies = self.proxies_for(url) if proxies is None else proxies
-            resp = self._send(method, url, headers, data, (timeout, verify, hop_proxies, sink))
-            location = resp.headers.get("Location")
-            if resp.status_code not in REDIRECT_STATUSES or not location:
-                return resp
-            method, url, headers, keep_body = redirect_request(method, resp.status_code, url, location, headers)
-            if not keep_body:
-                data = None
-        raise ConnectError(f"more than {MAX_REDIRECTS} redirects, the last to {url}")
-
-    def proxies_for(self, url: str) -> dict:
-        """The environment's proxies for ``url`` (:func:`environ_proxies`), read once per origin."""
-        origin = _origin(url)
-        with self._lock:
-            found = self._proxies.get(origin)
-        if found is None:
-            found = environ_proxies(url)
-            with self._lock:
-                self._proxies[origin] = found
-        return found
-
-    def _send(self, method: str, url: str, headers: dict, body, options: tuple) -> Response:
-        timeout, verify, proxies, sink = options
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectError(f"cannot send a request to {url!r}: not an http(s) URL")
-        proxy = proxies.get(parts.scheme) or proxies.get("all") or ""
-        if proxy and "://" not in proxy:
-            proxy = "http://" + proxy
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if proxy and parts.scheme == "http":
-            target = url.split("#", 1)[0]
-            headers = {**headers, **proxy_headers(proxy)}
-        # One pool of idle connections per origin, proxy and TLS verification (True, False or a CA path).
-        key = (*_origin(url), proxy, verify if isinstance(verify, str) else bool(verify))
-        for attempt in range(2):
-            conn, reused = self._checkout(key, timeout)
-            # A reused connection the server closed before answering (its keep-alive ran out as the request left):
-            # send it again once on a new one. Every request of this client may be repeated; a second upload
-            # POST opens a session that expires unused.
-            resend = reused and attempt == 0
-            if hasattr(body, "seek"):
-                body.seek(0)  # sent again from its start (a resend, a retry, a redirect)
-            try:
-                conn.request(method, target, body=body, headers=headers)
-                answer = conn.getresponse()
-                content = _read_answer(answer, sink)
-            except SpoolError:
-                conn.close()  # the rest of the answer is still on the way
-                raise
-            except ssl.SSLError as exc:
-                conn.close()
-                if resend and isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-                    continue
-                certificate = isinstance(exc, ssl.SSLCertVerificationError)
-                raise TlsError(f"{exc.__class__.__name__}: {exc}", certificate) from None
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                if resend and isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-                    continue
-                raise ConnectError(f"{exc.__class__.__name__}: {exc}") from None
-            if answer.will_close:
-                conn.close()
-            else:
-                self._checkin(key, conn)
-            return Response(answer.status, answer.headers, content, url)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _checkout(self, key: tuple, timeout: float) -> tuple:
-        """``(connection, reused)``: an idle connection to the same origin (and proxy and TLS settings), else a new
-        one, which connects when the request is sent."""
-        while True:
-            with self._lock:
-                idle = self._idle.get(key)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                break
-            if conn.sock is not None and not _dropped(conn.sock):
-                conn.timeout = timeout
-                conn.sock.settimeout(timeout)
-                return conn, True
-            conn.close()
-        scheme, host, port, proxy, verify = key
-        connect_host, connect_port = host, port
-        if proxy:
-            proxy_parts = urlsplit(proxy)
-            if proxy_parts.scheme != "http":
-                raise ConnectError(
-                    f"the proxy {proxy_parts.scheme}://{proxy_parts.hostname} is not supported: give an http:// proxy"
-                )
-            connect_host, connect_port = proxy_parts.hostname, proxy_parts.port or 80
-        if scheme == "https":
-            context = self._context(verify)
-            conn = http.client.HTTPSConnection(
-                connect_host, connect_port, timeout=timeout, context=context, blocksize=CHUNK
-            )
-            if proxy:
-                conn.set_tunnel(host, port, headers=proxy_headers(proxy))
-        else:
-            conn = http.client.HTTPConnection(connect_host, connect_port, timeout=timeout, blocksize=CHUNK)
-        return conn, False
-
-    def _checkin(self, key, conn) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if len(idle) < self.MAX_IDLE:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def _context(self, verify) -> ssl.SSLContext:
-        with self._lock:
-            context = self._contexts.get(verify)
-            if context is None:
-                try:
-                    context = tls_context(verify)
-                except (OSError, ssl.SSLError) as exc:
-                    # certificate: no fallback to plain HTTP for a CA file that is missing or broken
-                    raise TlsError(f"cannot load the CA certificates {verify!r}: {exc}", certificate=True) from None
-                self._contexts[verify] = context
-            return context
-
-
-def _read_answer(answer, sink) -> bytes:
-    """The body of ``answer``; a 2xx body goes into ``sink`` instead (from its start, so a resend overwrites it).
-
-    A read that fails is the connection's (``OSError``, for the caller to report); a write that fails is the
-    sink's (:class:`SpoolError`).
-    """
-    if sink is None or not 200 <= answer.status < 300:
-        return answer.read()
-    try:
-        sink.seek(0)
-        sink.truncate()
-    except OSError as exc:
-        raise _spool_error(exc) from None
-    for chunk in iter(lambda: answer.read(CHUNK), b""):
-        try:
-            sink.write(chunk)
-        except OSError as exc:
-            raise _spool_error(exc) from None
-    return b""
-
-
-def _spool_error(exc: OSError) -> SpoolError:
-    return SpoolError(
-        f"cannot write a blob to its temporary file in {tempfile.gettempdir()}: {exc}; free some space there or"
-        " point TMPDIR to a directory with room for the largest layers copied at once"
-    )
-
-
-def _dropped(sock) -> bool:
-    """An idle keep-alive connection that reads as ready has been closed by the server (or has junk)."""
-    try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
-
-
 def parse_link_next(header: str) -> str:
     """The URL of ``rel="next"`` in a ``Link`` header (tag list pagination), or ""."""
     for part in header.split(","):
@@ -745,7 +124,24 @@ def parse_link_next(header: str) -> str:
     return ""
 
 
-# --------------------------------------------------------------------------- the client
+@dataclass
+class Pushed:
+    """A manifest PUT: ``digest`` of what was pushed, ``holds`` what its tag holds right after (the same digest
+    unless another writer moved the tag since)."""
+
+    digest: str
+    holds: str
+
+    @property
+    def replaced(self) -> bool:
+        return self.holds != self.digest
+
+    def warning(self, reference: str) -> str:
+        return (
+            f"another writer moved {reference} right after this push: it holds {self.holds or 'nothing'}, not"
+            f" the {self.digest} this task pushed; the result reports what this task pushed - run it again, or"
+            " give each writer its own tag"
+        )
 
 
 @dataclass
@@ -968,6 +364,23 @@ class RegistryClient:
                     f"{what}: TLS with {self.registry} failed: {exc}; give ca_cert with the registry's CA"
                     " (or validate_certs: false), or mark it in insecure_registries when it speaks plain HTTP"
                 ) from None
+            except DeadlineError as exc:
+                # not retried: the registry answers, too slowly for the timeout the task gave
+                raise RegistryError(
+                    f"{what}: {self.registry} did not answer within the timeout: {exc}; raise timeout, or check the"
+                    " registry's load and the network to it"
+                ) from None
+            except ProxyError as exc:
+                if attempt < self.retries:
+                    self._sleep(BACKOFF_SECONDS * (2**attempt))
+                    attempt += 1
+                    continue
+                host = split_host_port(self.registry)[0]
+                raise RegistryError(
+                    f"{what}: cannot reach the proxy {exc.proxy} (from {exc.source}) for {self.registry} after"
+                    f" {attempt + 1} attempts: {exc}; start the proxy or correct {exc.source}, or add {host} to"
+                    " NO_PROXY when the registry is reached directly"
+                ) from None
             except ConnectError as exc:
                 if self._try_plain_http(target, url):
                     first_error = exc
@@ -1072,23 +485,53 @@ class RegistryClient:
             "size": int(resp.headers.get("Content-Length") or 0),
         }
 
-    def put_manifest(self, repository: str, ref: str, body: bytes, media_type: str) -> str:
-        """PUT a manifest; return its digest after checking the registry stored the same bytes."""
+    def put_manifest(self, repository: str, ref: str, body: bytes, media_type: str) -> Pushed:
+        """PUT a manifest, check the registry stored the same bytes, and for a tag read back what it holds.
+
+        The one place where manifests are written (``manifest``, ``image_build``, the release). Another writer of
+        the same tag may move it right after this PUT: :attr:`Pushed.holds` says what the tag holds then. When the
+        answer to the PUT is lost (the connection cut, a 5xx after the registry stored it), the tag decides: if it
+        holds this manifest the push succeeded; else the error says what it holds.
+        """
         digest = compute_digest(body)
         what = f"pushing manifest {self.registry}/{repository}{_sep(ref)}{ref}"
-        resp = self.request(
-            "PUT",
-            f"{repository}/manifests/{ref}",
-            scopes=(repository_scope(repository, ["pull", "push"]),),
-            what=what,
-            headers={"Content-Type": media_type},
-            data=body,
-            expect=(201, 200, 202),
-        )
+        is_tag = not _DIGEST_RE.match(ref)
+        try:
+            resp = self.request(
+                "PUT",
+                f"{repository}/manifests/{ref}",
+                scopes=(repository_scope(repository, ["pull", "push"]),),
+                what=what,
+                headers={"Content-Type": media_type},
+                data=body,
+                expect=(201, 200, 202),
+            )
+        except RegistryError as exc:
+            if not is_tag or (exc.status is not None and exc.status < 500):
+                raise  # refused: nothing was stored
+            try:
+                holds = self.tag_digest(repository, ref)
+            except RegistryError:
+                raise exc from None
+            if holds == digest:
+                return Pushed(digest, holds)  # stored; only the answer was lost
+            raise RegistryError(
+                f"{exc}; afterwards the tag holds {holds or 'nothing'}, not the pushed {digest}, so the push did not"
+                " take effect or another writer replaced it",
+                status=exc.status,
+                codes=exc.codes,
+            ) from None
         stored = resp.headers.get("Docker-Content-Digest", "")
         if stored and stored != digest:
             raise DigestMismatch(f"{what}: the registry stored digest {stored}, expected {digest}")
-        return digest
+        return Pushed(digest, self.tag_digest(repository, ref) if is_tag else digest)
+
+    def tag_digest(self, repository: str, tag: str) -> str:
+        """The digest ``tag`` holds now, "" when it does not exist (HEAD, and GET when no digest is announced)."""
+        head = self.head_manifest(repository, tag)
+        if head is None:
+            return ""
+        return head["digest"] or self.get_manifest(repository, tag).digest
 
     def delete_manifest(self, repository: str, ref: str) -> None:
         self.request(
@@ -1199,129 +642,10 @@ class RegistryClient:
         return urljoin(self.url(""), location)
 
 
-def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, digest: str) -> None:
-    """Make blob ``digest`` of ``src/src_repo`` exist in ``dst/dst_repo``.
-
-    Within one registry it is a cross-repository mount (no data moves; a blob the repository already
-    has is a no-op); across registries it is uploaded unless it is already there, through a temporary file
-    (``TMPDIR``), so a layer never has to fit in memory.
-    """
-    upload_url = ""
-    if src.registry == dst.registry:
-        upload_url = dst.mount_blob(dst_repo, digest, src_repo)
-        if not upload_url:
-            return
-    elif dst.blob_exists(dst_repo, digest):
-        return
-    try:
-        spool = tempfile.TemporaryFile()
-    except OSError as exc:
-        raise _spool_error(exc) from None
-    with spool:
-        src.download_blob(src_repo, digest, spool)
-        dst.upload_blob(dst_repo, digest, spool, upload_url)
-
-
-def copy_manifest_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, manifest: dict) -> None:
-    """Copy the config and layers of an image manifest (its parsed JSON) into ``dst/dst_repo``, in parallel.
-
-    Foreign layers (descriptors with ``urls``) stay where their URLs point.
-    """
-    digests = [
-        blob["digest"]
-        for blob in [manifest.get("config") or {}, *(manifest.get("layers") or [])]
-        if blob.get("digest") and not blob.get("urls")
-    ]
-    parallel(lambda digest: copy_blob(src, src_repo, dst, dst_repo, digest), digests)
-
-
-def environ_proxies(url: str, environ=None) -> dict:
-    """The proxies the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``; the lower-case
-    name wins) gives for ``url``: ``{scheme: proxy URL}``, empty when ``NO_PROXY`` covers its host."""
-    env = os.environ if environ is None else environ
-    found = {}
-    for name, value in env.items():
-        low = name.lower()
-        if value and low.endswith("_proxy") and (low not in found or name == low):
-            found[low] = value
-    proxies = {name[: -len("_proxy")]: value for name, value in found.items()}
-    if not proxies or urllib.request.proxy_bypass_environment(urlsplit(url).netloc.rsplit("@", 1)[-1], proxies):
-        return {}
-    proxies.pop("no", None)
-    return proxies
-
-
-def environ_ca_bundle() -> str:
-    """A CA bundle from the environment (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``), as requests and curl
-    read it; OpenSSL itself reads ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
-
-
-def split_host_port(registry: str) -> tuple:
-    """``127.0.0.1:5000`` -> ("127.0.0.1", 5000); ``[::1]:5000`` -> ("::1", 5000); no port means 443."""
-    if registry.startswith("["):
-        host, _bracket, rest = registry[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif registry.count(":") == 1:
-        host, port = registry.split(":", 1)
-    else:
-        host, port = registry, ""
-    return host, int(port) if port.isdigit() else 443
-
-
-_PLAIN_HTTP_MARKERS = ("wrong version number", "record layer failure", "packet length too long", "unknown protocol")
-
-
-def speaks_tls(host: str, port: int, timeout: float):
-    """True when ``host:port`` completes a TLS handshake, False when it answers like plain HTTP, None if unknown.
-
-    Only a probe to choose the scheme of an insecure registry: the certificate is not looked at here and
-    nothing is sent over the connection; the real requests verify as configured.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only "does it speak TLS?"; the transport makes the verified connection
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with context.wrap_socket(sock, server_hostname=host):
-                return True
-    except ssl.SSLError as exc:
-        text = str(exc).lower()
-        if any(marker in text for marker in _PLAIN_HTTP_MARKERS):
-            return False
-        return None
-    except OSError:
-        return None
-
-
-def _sep(ref: str) -> str:
-    return "@" if _DIGEST_RE.match(ref) else ":"
-
-
 def _verified(data: bytes, digest: str, what: str) -> bytes:
     verify_digest(data, digest, what)
     return data
 
-
-def parse_token_response(body: bytes, realm: str) -> tuple:
-    """``(token, lifetime seconds)`` from a token server's JSON (``token`` or OAuth2 ``access_token``)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise RegistryError(f"the token server {realm} returned a body that is not JSON") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"the token server {realm} returned JSON that is not an object")
-    token = data.get("token") or data.get("access_token")
-    if not token or not isinstance(token, str):
-        raise RegistryError(f"the token server {realm} returned no token")
-    try:
-        lifetime = int(data.get("expires_in") or TOKEN_LIFETIME_DEFAULT)
-    except (TypeError, ValueError):
-        lifetime = TOKEN_LIFETIME_DEFAULT
-    return token, max(lifetime, 1)
-
-
-# --------------------------------------------------------------------------- module glue
 
 REGISTRY_ARGUMENT_SPEC = {
     "username": {"type": "str"},

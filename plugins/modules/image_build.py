@@ -37,6 +37,8 @@ description:
     V(auto) inspects the builder and tells which one it used and why.
   - The full build output is written, as it comes, to RV(log_path) on the host (lines of concurrent builds are
     prefixed with their platform). Long builds can run with Ansible's C(async).
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
@@ -308,6 +310,12 @@ digest:
   returned: always
   type: str
   sample: sha256:12630997941a65c314a9e00b2d31eb14817a84cbd4279d6f8e111aa1c891fc58
+tag_digests:
+  description:
+    - Tag -> the digest it holds, for each tag that another writer moved right after this task's push (a warning
+      says so too); RV(digest) stays what this task pushed.
+  returned: when another writer replaced a tag
+  type: dict
 platform_digests:
   description: Platform -> digest of its image manifest, read from this build's own index.
   returned: always
@@ -390,11 +398,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    ClientPool,
-    RegistryError,
-    parse_reference,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
 
 
 def main():

@@ -20,6 +20,8 @@ description:
     The tag moves only with the single, final PUT of the index, after everything it references is in place.
   - Idempotent. When the index at O(name) already has the same content (media type, entries, annotations),
     nothing is pushed.
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
@@ -134,10 +136,17 @@ name:
   type: str
   sample: 127.0.0.1:5000/fleet/app:1.0
 digest:
-  description: Digest of the index at O(name) after the task (what would be pushed, in check mode); empty when absent.
+  description:
+    - Digest of the index this task put at O(name) (what would be pushed, in check mode); empty when absent.
+    - When another writer moved the tag right after this task's push, it is still this task's index, and
+      RV(tag_digest) and a warning say what the tag holds.
   returned: always
   type: str
   sample: sha256:9a1c94f2d0f0e1d5bbd4e7fd1f27cd8c5c85d5bcafcd2ecde52eca0d8a2b03b4
+tag_digest:
+  description: What O(name) holds after the push when another writer moved it right after this task's push.
+  returned: when another writer replaced the tag
+  type: str
 media_type:
   description: Media type of the index; empty when absent.
   returned: always
@@ -186,6 +195,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._blobcopy import copy_manifest_blobs
 from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
@@ -201,15 +211,16 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     select_attestations,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
+    RegistryError,
+    compute_digest,
+    parse_reference,
+    verify_digest,
+)
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     INDEX_TYPES,
     ClientPool,
-    RegistryError,
-    compute_digest,
-    copy_manifest_blobs,
-    parse_reference,
     registry_argument_spec,
-    verify_digest,
 )
 
 
@@ -362,7 +373,10 @@ class ManifestManager:
         result["copied"] = [d for d in parallel(self.ensure_entry, elsewhere) if d]
         if not self.check_mode:
             pushed = self.client.put_manifest(self.target.repository, self.target.tag, body, media_type)
-            result["digest"] = pushed
+            result["digest"] = pushed.digest
+            if pushed.replaced:
+                result["tag_digest"] = pushed.holds
+                result["warnings"] = [pushed.warning(str(self.target))]
         return result
 
     def absent(self) -> dict:

@@ -17,6 +17,8 @@ description:
     the highest; other variants match exactly; no other architecture is chosen).
   - With O(require_platforms), a platform that no entry serves is a failure (the check before a rollout).
   - Changes nothing.
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
@@ -174,12 +176,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     match_platform,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    ClientPool,
-    RegistryError,
-    parse_reference,
-    registry_argument_spec,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
 
 
 def inspect(client, ref, platform: str | None, required: list) -> dict:

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryError
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -15,9 +15,11 @@ deleted afterwards.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -402,6 +404,45 @@ def test_inputs_refused_before_anything_with_what_is_wrong(testenv, repo, tmp_pa
 
 
 # --------------------------------------------------------------------------- speed of the unchanged path
+
+
+class Unavailable(http.server.BaseHTTPRequestHandler):
+    """A registry that answers 503 to everything, and counts the requests."""
+
+    def answer(self):
+        self.server.seen.append(f"{self.command} {self.path}")
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = do_PUT = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_unavailable_registry_costs_one_retry_cycle(tmp_path):
+    """Issue 26: with the action plugin, a registry answering 503 ran the whole retry cycle twice (the controller's
+    check, then the module's): 8 requests. The controller's failure is the task's answer: 4 requests (one try and
+    three retries), answered by the controller, nothing built."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_port}"
+        args = {
+            "context": str(context(tmp_path)),
+            "platforms": ["linux/amd64"],
+            "tags": [f"{address}/fleet-test/app:1"],
+        }
+        result = run_module(MODULE, args)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.get("failed") and result["changed"] is False, result
+    assert f"{address} answered HTTP 503" in result["msg"], result["msg"]
+    assert result["answered_by"] == "controller" and result["built"] is False
+    assert server.seen == ["GET /v2/fleet-test/app/manifests/1"] * 4
 
 
 def test_the_controller_answers_an_unchanged_release_as_the_module_does(testenv, repo, tmp_path):

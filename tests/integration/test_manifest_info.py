@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient, RegistryError
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 
 from .helpers import run, run_module
 

@@ -16,19 +16,17 @@ import select
 import socket
 import socketserver
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    Credentials,
-    RegistryClient,
-    RegistryError,
-    compute_digest,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, compute_digest
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import Credentials
 
-from .helpers import VENV_BIN, run
+from .helpers import VENV_BIN, run, run_module
 
 PROXY_USER, PROXY_PASSWORD = "proxy-user", "proxy:secret"
 
@@ -127,7 +125,9 @@ def test_tls_verification(testenv, direct):
 # In a fresh interpreter: the peak resident memory (KiB) before and after copy_blob moves the blob.
 COPY_SCRIPT = """
 import json, resource, sys
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import Credentials, RegistryClient, copy_blob
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import Credentials
+from ansible_collections.fleet.multiarch.plugins.module_utils._blobcopy import copy_blob
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 a = json.loads(sys.argv[1])
 src = RegistryClient(a["src"])
 dst = RegistryClient(a["dst"], credentials=Credentials(a["user"], a["password"]), ca_cert=a["ca"])
@@ -165,3 +165,71 @@ def test_a_layer_crosses_registries_through_a_file_not_memory(testenv, tmp_path,
             client.request(
                 "DELETE", f"{repository}/blobs/{digest}", scopes=(f"repository:{repository}:*",), expect=(202, 404)
             )
+
+
+class Trickle(socketserver.BaseRequestHandler):
+    """A registry that announces a 40-byte manifest and sends it one byte per second (for 20 s at most). A TLS
+    handshake is answered like a plain-HTTP server does, so the client's probe picks HTTP at once."""
+
+    def handle(self):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            if chunk.startswith(b"\x16"):  # a TLS ClientHello
+                self.request.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                return
+            head += chunk
+        self.server.seen.append(head.split(b"\r\n", 1)[0].decode())
+        self.request.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 40\r\n\r\n"
+        )
+        try:
+            for _second in range(20):
+                self.request.sendall(b" ")
+                time.sleep(1)
+        except OSError:
+            return  # the client hung up
+
+
+@pytest.fixture
+def trickling_registry():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", server.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_timeout_bounds_the_whole_answer(trickling_registry, direct):
+    """Issue 26: a body sent one byte per second kept manifest_info with timeout 2 busy for 25 s (each read was
+    within the timeout). The deadline covers the body: the task fails after about 2 s, naming the timeout and the
+    registry, and a slow answer is not retried."""
+    address, seen = trickling_registry
+    started = time.monotonic()
+    result = run_module("fleet.multiarch.manifest_info", {"name": f"{address}/fleet-test/slow:latest", "timeout": 2})
+    elapsed = time.monotonic() - started
+    assert result.get("failed") and result["changed"] is False, result
+    assert f"{address} did not answer within the timeout" in result["msg"], result["msg"]
+    assert "timeout of 2 s" in result["msg"] and "raise timeout" in result["msg"]
+    assert seen == ["GET /v2/fleet-test/slow/manifests/latest HTTP/1.1"]  # once: not retried
+    assert elapsed < 8, elapsed  # about 2 s of the request, plus Ansible's start-up
+
+
+def test_a_proxy_that_is_down_is_named(testenv, direct):
+    """Issue 26: a proxy that is down was reported as the registry being unreachable. The message names the proxy
+    (without its credentials), the variable it came from and the registry."""
+    conf, _creds = registry_conf(testenv, "registry_tls")
+    with socket.socket() as closed:  # bound, never listening: connection refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        env = {"HTTPS_PROXY": f"http://user:hush@127.0.0.1:{port}", "NO_PROXY": "", "no_proxy": ""}
+        args = {"name": f"{conf['address']}/fleet-test/proxy-down:latest", "ca_cert": conf["ca_file"]}
+        result = run_module("fleet.multiarch.manifest_info", args, env=env)
+    assert result.get("failed") and result["changed"] is False, result
+    msg = result["msg"]
+    assert f"cannot reach the proxy http://127.0.0.1:{port} (from HTTPS_PROXY) for {conf['address']}" in msg, msg
+    assert "Connection refused" in msg and "NO_PROXY" in msg and "hush" not in msg

@@ -16,6 +16,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
+from ansible_collections.fleet.multiarch.plugins.module_utils import _reference
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as ro
 from ansible_collections.fleet.multiarch.plugins.module_utils._deploy import EngineDeviceReader
@@ -48,7 +49,7 @@ def index_fetched() -> reg.Fetched:
         ],
     }
     body = json.dumps(data).encode()
-    return reg.Fetched(reg.OCI_INDEX, reg.compute_digest(body), body, data)
+    return reg.Fetched(reg.OCI_INDEX, _reference.compute_digest(body), body, data)
 
 
 class FakeRegistryClient:
@@ -57,7 +58,7 @@ class FakeRegistryClient:
 
     def get_manifest(self, repository, ref, accept=reg.MANIFEST_ACCEPT):
         if self.missing:
-            raise reg.RegistryError(f"{repository}:{ref} not found", status=404)
+            raise _reference.RegistryError(f"{repository}:{ref} not found", status=404)
         return index_fetched()
 
 

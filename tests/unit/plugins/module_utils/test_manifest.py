@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _manifest as mf
+from ansible_collections.fleet.multiarch.plugins.module_utils import _reference
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 
 FIXTURES = Path(__file__).resolve().parents[3] / "unit" / "fixtures" / "registry"
@@ -22,7 +23,7 @@ BUSYBOX = {
 def fetched(name: str) -> reg.Fetched:
     body = (FIXTURES / name).read_bytes()
     data = json.loads(body)
-    return reg.Fetched(reg.manifest_media_type(data, ""), reg.compute_digest(body), body, data)
+    return reg.Fetched(reg.manifest_media_type(data, ""), _reference.compute_digest(body), body, data)
 
 
 def busybox_entries() -> list:
@@ -375,7 +376,7 @@ class ReplayClient:
         self.calls.append(("manifest", repository, ref))
         names = {"latest": "busybox-index.json", "1.35-armhf": "busybox-armhf-manifest.json"}
         if ref not in names:
-            raise reg.RegistryError("not found", status=404)
+            raise _reference.RegistryError("not found", status=404)
         return fetched(names[ref])
 
     def get_blob(self, repository, digest):
@@ -385,19 +386,19 @@ class ReplayClient:
 
 def test_describe_index_image_and_missing():
     cli = ReplayClient()
-    got, entries = mf.describe(cli, reg.parse_reference("127.0.0.1:5000/library/busybox"))
+    got, entries = mf.describe(cli, _reference.parse_reference("127.0.0.1:5000/library/busybox"))
     assert got.is_index and len(entries) == 4
-    got, entries = mf.describe(cli, reg.parse_reference("127.0.0.1:5000/library/busybox:1.35-armhf"))
+    got, entries = mf.describe(cli, _reference.parse_reference("127.0.0.1:5000/library/busybox:1.35-armhf"))
     assert not got.is_index
     assert [e.platform_str for e in entries] == ["linux/arm/v7"]
     assert entries[0].digest == BUSYBOX["linux/arm/v7"] and entries[0].body == got.body
-    assert mf.describe(cli, reg.parse_reference("127.0.0.1:5000/library/busybox:nope")) == (None, [])
+    assert mf.describe(cli, _reference.parse_reference("127.0.0.1:5000/library/busybox:nope")) == (None, [])
     assert [c[0] for c in cli.calls] == ["manifest", "manifest", "blob", "manifest"]
 
 
 def test_image_entry_with_override_reads_no_config():
     cli = ReplayClient()
-    ref = reg.parse_reference("127.0.0.1:5000/library/busybox:1.35-armhf")
+    ref = _reference.parse_reference("127.0.0.1:5000/library/busybox:1.35-armhf")
     got = mf.image_entry(
         cli,
         ref,

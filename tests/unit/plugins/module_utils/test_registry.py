@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import pytest
 
+from ansible_collections.fleet.multiarch.plugins.module_utils import _reference, _registry_auth, _registry_http
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 
 FIXTURES = Path(__file__).resolve().parents[3] / "unit" / "fixtures" / "registry"
@@ -61,7 +62,7 @@ def fixture_headers(name: str) -> dict:
     ],
 )
 def test_parse_reference(text, registry, repository, tag, digest):
-    ref = reg.parse_reference(text)
+    ref = _reference.parse_reference(text)
     assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
     assert ref.ref == (digest or tag)
 
@@ -80,15 +81,15 @@ def test_parse_reference(text, registry, repository, tag, digest):
     ],
 )
 def test_parse_reference_refuses(text, message):
-    with pytest.raises(reg.ImageReferenceError, match=None) as info:
-        reg.parse_reference(text)
+    with pytest.raises(_reference.ImageReferenceError, match=None) as info:
+        _reference.parse_reference(text)
     assert message in str(info.value)
 
 
 def test_reference_str_round_trip():
     text = f"127.0.0.1:5000/x/y:tag@{INDEX_DIGEST}"
-    assert str(reg.parse_reference(text)) == text
-    assert str(reg.parse_reference(text).with_digest(ARMHF_DIGEST)) == f"127.0.0.1:5000/x/y@{ARMHF_DIGEST}"
+    assert str(_reference.parse_reference(text)) == text
+    assert str(_reference.parse_reference(text).with_digest(ARMHF_DIGEST)) == f"127.0.0.1:5000/x/y@{ARMHF_DIGEST}"
 
 
 @pytest.mark.parametrize(
@@ -104,7 +105,7 @@ def test_reference_str_round_trip():
     ],
 )
 def test_is_loopback(registry, loopback):
-    assert reg.is_loopback(registry) is loopback
+    assert _reference.is_loopback(registry) is loopback
 
 
 # --------------------------------------------------------------------------- WWW-Authenticate and scopes
@@ -161,24 +162,24 @@ def test_is_loopback(registry, loopback):
     ],
 )
 def test_parse_www_authenticate(header, expected):
-    assert reg.parse_www_authenticate(header) == expected
+    assert _registry_auth.parse_www_authenticate(header) == expected
 
 
 @pytest.mark.parametrize("header", ['Basic realm="unclosed', 'realm="no scheme"', "Basic realm=x, @@"])
 def test_parse_www_authenticate_refuses(header):
-    with pytest.raises(reg.RegistryError, match="WWW-Authenticate"):
-        reg.parse_www_authenticate(header)
+    with pytest.raises(_reference.RegistryError, match="WWW-Authenticate"):
+        _registry_auth.parse_www_authenticate(header)
 
 
 def test_scopes_merge_and_cover():
-    merged = reg.merge_scopes(["repository:a:pull", "repository:b:pull", "repository:a:push"])
+    merged = _registry_auth.merge_scopes(["repository:a:pull", "repository:b:pull", "repository:a:push"])
     assert merged == ("repository:a:pull,push", "repository:b:pull")
-    assert reg.scopes_cover(merged, ("repository:a:pull",))
-    assert reg.scopes_cover(merged, ("repository:a:pull,push", "repository:b:pull"))
-    assert not reg.scopes_cover(merged, ("repository:b:push",))
-    assert not reg.scopes_cover(merged, ("repository:c:pull",))
-    assert reg.scopes_cover(("repository:a:*",), ("repository:a:pull,push,delete",))
-    assert reg.repository_scope("x/y", ["push", "pull"]) == "repository:x/y:pull,push"
+    assert _registry_auth.scopes_cover(merged, ("repository:a:pull",))
+    assert _registry_auth.scopes_cover(merged, ("repository:a:pull,push", "repository:b:pull"))
+    assert not _registry_auth.scopes_cover(merged, ("repository:b:push",))
+    assert not _registry_auth.scopes_cover(merged, ("repository:c:pull",))
+    assert _registry_auth.scopes_cover(("repository:a:*",), ("repository:a:pull,push,delete",))
+    assert _registry_auth.repository_scope("x/y", ["push", "pull"]) == "repository:x/y:pull,push"
 
 
 # --------------------------------------------------------------------------- credentials
@@ -202,7 +203,7 @@ def _auth(user: str, password: str) -> str:
     ],
 )
 def test_credentials_from_docker_config(auths, registry, expected):
-    creds = reg.credentials_from_docker_config({"auths": auths}, registry)
+    creds = _registry_auth.credentials_from_docker_config({"auths": auths}, registry)
     if expected is None:
         assert creds is None
     else:
@@ -211,29 +212,29 @@ def test_credentials_from_docker_config(auths, registry, expected):
 
 @pytest.mark.parametrize("auth", ["!!!not-base64", base64.b64encode(b"no-colon").decode()])
 def test_credentials_bad_auth_entry(auth):
-    with pytest.raises(reg.RegistryError, match="run docker login again") as info:
-        reg.credentials_from_docker_config({"auths": {"127.0.0.1:5443": {"auth": auth}}}, "127.0.0.1:5443")
+    with pytest.raises(_reference.RegistryError, match="run docker login again") as info:
+        _registry_auth.credentials_from_docker_config({"auths": {"127.0.0.1:5443": {"auth": auth}}}, "127.0.0.1:5443")
     assert "no-colon" not in str(info.value)
 
 
 def test_credentials_repr_hides_secrets():
-    creds = reg.Credentials("fleet", "hunter2", "tok")
+    creds = _registry_auth.Credentials("fleet", "hunter2", "tok")
     assert "hunter2" not in repr(creds)
     assert "tok'" not in repr(creds)
 
 
 def test_docker_config_path(tmp_path):
-    assert reg.docker_config_path(None, {"DOCKER_CONFIG": str(tmp_path)}) == str(tmp_path / "config.json")
-    assert reg.docker_config_path(str(tmp_path / "c.json"), {}) == str(tmp_path / "c.json")
-    assert reg.docker_config_path(None, {}).endswith("/.docker/config.json")
+    assert _registry_auth.docker_config_path(None, {"DOCKER_CONFIG": str(tmp_path)}) == str(tmp_path / "config.json")
+    assert _registry_auth.docker_config_path(str(tmp_path / "c.json"), {}) == str(tmp_path / "c.json")
+    assert _registry_auth.docker_config_path(None, {}).endswith("/.docker/config.json")
 
 
 def test_load_docker_config(tmp_path):
-    assert reg.load_docker_config(str(tmp_path / "missing.json")) == {}
+    assert _registry_auth.load_docker_config(str(tmp_path / "missing.json")) == {}
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(reg.RegistryError, match="cannot read the Docker config"):
-        reg.load_docker_config(str(bad))
+    with pytest.raises(_reference.RegistryError, match="cannot read the Docker config"):
+        _registry_auth.load_docker_config(str(bad))
 
 
 def test_client_pool_credentials(tmp_path):
@@ -243,7 +244,7 @@ def test_client_pool_credentials(tmp_path):
     assert pool.credentials("127.0.0.1:5000").username == "opt"  # the options belong to the primary registry
     assert pool.credentials("127.0.0.1:5443").username == "cfg"  # others come from the Docker config
     assert not pool.credentials("localhost:5001")
-    with pytest.raises(reg.RegistryError, match="together"):
+    with pytest.raises(_reference.RegistryError, match="together"):
         reg.ClientPool({"username": "x"}, "127.0.0.1:5000").credentials("127.0.0.1:5000")
 
 
@@ -284,13 +285,13 @@ def test_describe_failure(status, body, authenticated, expected):
 def test_captured_index_digest_matches_header():
     body = fixture_bytes("busybox-index.json")
     headers = fixture_headers("busybox-index.headers")
-    assert reg.compute_digest(body) == headers["Docker-Content-Digest"] == INDEX_DIGEST
-    assert reg.verify_digest(body, INDEX_DIGEST, "x") == INDEX_DIGEST
-    with pytest.raises(reg.DigestMismatch, match="not used"):
-        reg.verify_digest(body + b" ", INDEX_DIGEST, "x")
-    assert reg.compute_digest(b"", "sha512").startswith("sha512:cf83e1357eef")
-    with pytest.raises(reg.RegistryError, match="unsupported digest algorithm"):
-        reg.compute_digest(b"", "md5")
+    assert _reference.compute_digest(body) == headers["Docker-Content-Digest"] == INDEX_DIGEST
+    assert _reference.verify_digest(body, INDEX_DIGEST, "x") == INDEX_DIGEST
+    with pytest.raises(_reference.DigestMismatch, match="not used"):
+        _reference.verify_digest(body + b" ", INDEX_DIGEST, "x")
+    assert _reference.compute_digest(b"", "sha512").startswith("sha512:cf83e1357eef")
+    with pytest.raises(_reference.RegistryError, match="unsupported digest algorithm"):
+        _reference.compute_digest(b"", "md5")
 
 
 @pytest.mark.parametrize(
@@ -308,7 +309,7 @@ def test_manifest_media_type(data, content_type, expected):
 
 
 def test_schema1_refused():
-    with pytest.raises(reg.RegistryError, match="schema 1"):
+    with pytest.raises(_reference.RegistryError, match="schema 1"):
         reg.manifest_media_type({"schemaVersion": 1, "name": "x"}, "")
 
 
@@ -321,23 +322,23 @@ def test_schema1_refused():
     ],
 )
 def test_parse_token_response(body, expected):
-    assert reg.parse_token_response(body, REALM) == expected
+    assert _registry_auth.parse_token_response(body, REALM) == expected
 
 
 @pytest.mark.parametrize("body", [b"<html>", b"[]", b'{"token": ""}'])
 def test_parse_token_response_refuses(body):
-    with pytest.raises(reg.RegistryError, match="token server"):
-        reg.parse_token_response(body, REALM)
+    with pytest.raises(_reference.RegistryError, match="token server"):
+        _registry_auth.parse_token_response(body, REALM)
 
 
 # --------------------------------------------------------------------------- the client over a stub session
 
 
-def response(status: int, body: bytes = b"", headers: dict | None = None, url: str = "") -> reg.Response:
+def response(status: int, body: bytes = b"", headers: dict | None = None, url: str = "") -> _registry_http.Response:
     message = http.client.HTTPMessage()
     for key, value in (headers or {}).items():
         message[key] = value
-    return reg.Response(status, message, body, url)
+    return _registry_http.Response(status, message, body, url)
 
 
 class StubSession:
@@ -359,7 +360,7 @@ class StubSession:
             sink.seek(0)
             sink.truncate()
             sink.write(item.content)
-            return reg.Response(item.status_code, item.headers, b"", item.url)
+            return _registry_http.Response(item.status_code, item.headers, b"", item.url)
         return item
 
     def get(self, url, **kwargs):
@@ -395,30 +396,30 @@ def test_get_manifest_verifies_digest_by_tag_and_by_digest():
 def test_get_manifest_refuses_tampered_content(ref):
     tampered = fixture_bytes("busybox-index.json").replace(b"arm64", b"amd64")
     cli, _session, _sleeps = client([index_response(tampered)])
-    with pytest.raises(reg.DigestMismatch, match=INDEX_DIGEST):
+    with pytest.raises(_reference.DigestMismatch, match=INDEX_DIGEST):
         cli.get_manifest("library/busybox", ref)
 
 
 def test_get_blob_verifies_digest():
     body = fixture_bytes("busybox-armhf-config.json")
-    digest = reg.compute_digest(body)
+    digest = _reference.compute_digest(body)
     cli, _session, _sleeps = client([response(200, body), response(200, body[:-1])])
     assert cli.get_blob("library/busybox", digest) == body
-    with pytest.raises(reg.DigestMismatch):
+    with pytest.raises(_reference.DigestMismatch):
         cli.get_blob("library/busybox", digest)
 
 
 def test_download_blob_writes_the_file_and_verifies_it(tmp_path):
     body = fixture_bytes("busybox-armhf-config.json")
-    digest = reg.compute_digest(body)
+    digest = _reference.compute_digest(body)
     cli, session, _sleeps = client([response(200, body), response(200, body[:-1])])
     with (tmp_path / "blob").open("w+b") as sink:
         sink.write(b"stale bytes, longer than nothing")
         cli.download_blob("library/busybox", digest, sink)
         sink.seek(0)
         assert sink.read() == body
-        assert reg.compute_digest(sink) == digest  # a file is hashed from its start
-        with pytest.raises(reg.DigestMismatch, match=digest):
+        assert _reference.compute_digest(sink) == digest  # a file is hashed from its start
+        with pytest.raises(_reference.DigestMismatch, match=digest):
             cli.download_blob("library/busybox", digest, sink)
     assert session.calls[0]["sink"] is not None and session.calls[0]["url"].endswith(f"/blobs/{digest}")
 
@@ -427,7 +428,7 @@ def test_retries_5xx_and_connection_errors_with_backoff():
     cli, session, sleeps = client(
         [
             response(503),
-            reg.ConnectError("ConnectionResetError: [Errno 104] Connection reset by peer"),
+            _registry_http.ConnectError("ConnectionResetError: [Errno 104] Connection reset by peer"),
             response(502),
             index_response(),
         ]
@@ -436,7 +437,7 @@ def test_retries_5xx_and_connection_errors_with_backoff():
     assert cli.get_manifest("library/busybox", "latest").digest == INDEX_DIGEST
     assert sleeps == [0.5, 1.0, 2.0]
     assert len(session.calls) == 4
-    assert all(call["timeout"] == reg.DEFAULT_TIMEOUT for call in session.calls)
+    assert all(call["timeout"] == _registry_http.DEFAULT_TIMEOUT for call in session.calls)
 
 
 def test_retry_after_is_honoured():
@@ -447,22 +448,24 @@ def test_retry_after_is_honoured():
 
 def test_gives_up_after_retries():
     # 192.0.2.10 (a documentation address) is not loopback, so no plain-HTTP attempt; the stub sends nothing.
-    cli, session, sleeps = client([reg.ConnectError("TimeoutError: timed out")] * 4, registry="192.0.2.10:5000")
-    with pytest.raises(reg.RegistryError, match=r"cannot reach 192\.0\.2\.10:5000 after 4 attempts"):
+    cli, session, sleeps = client(
+        [_registry_http.ConnectError("TimeoutError: timed out")] * 4, registry="192.0.2.10:5000"
+    )
+    with pytest.raises(_reference.RegistryError, match=r"cannot reach 192\.0\.2\.10:5000 after 4 attempts"):
         cli.get_manifest("library/busybox", "latest")
     assert len(session.calls) == 4 and len(sleeps) == 3
 
 
 def test_5xx_after_retries_is_an_error():
     cli, _session, _sleeps = client([response(500)] * 4)
-    with pytest.raises(reg.RegistryError, match="answered HTTP 500") as info:
+    with pytest.raises(_reference.RegistryError, match="answered HTTP 500") as info:
         cli.get_manifest("library/busybox", "latest")
     assert info.value.status == 500
 
 
 def test_404_is_not_retried():
     cli, session, sleeps = client([response(404, fixture_bytes("manifest-unknown.json"))])
-    with pytest.raises(reg.RegistryError, match="MANIFEST_UNKNOWN") as info:
+    with pytest.raises(_reference.RegistryError, match="MANIFEST_UNKNOWN") as info:
         cli.get_manifest("library/busybox", "no-such-tag")
     assert (info.value.status, info.value.codes, len(session.calls), sleeps) == (404, ("MANIFEST_UNKNOWN",), 1, [])
 
@@ -484,7 +487,7 @@ def basic_challenge():
 
 
 def test_basic_challenge_then_preemptive_auth():
-    creds = reg.Credentials("fleet", "pw")
+    creds = _registry_auth.Credentials("fleet", "pw")
     cli, session, _sleeps = client([basic_challenge(), index_response(), index_response()], credentials=creds)
     cli.get_manifest("library/busybox", "latest")
     cli.get_manifest("library/busybox", "latest")
@@ -496,15 +499,15 @@ def test_basic_challenge_then_preemptive_auth():
 
 def test_basic_challenge_without_credentials():
     cli, _session, _sleeps = client([basic_challenge()])
-    with pytest.raises(reg.RegistryError, match="give username and password") as info:
+    with pytest.raises(_reference.RegistryError, match="give username and password") as info:
         cli.get_manifest("library/busybox", "latest")
     assert info.value.status == 401
 
 
 def test_basic_wrong_password_names_user_not_password():
-    creds = reg.Credentials("fleet", "wrong-secret")
+    creds = _registry_auth.Credentials("fleet", "wrong-secret")
     cli, _session, _sleeps = client([basic_challenge(), basic_challenge()], credentials=creds)
-    with pytest.raises(reg.RegistryError, match="as fleet") as info:
+    with pytest.raises(_reference.RegistryError, match="as fleet") as info:
         cli.get_manifest("library/busybox", "latest")
     assert "wrong-secret" not in str(info.value)
 
@@ -514,7 +517,7 @@ def bearer_challenge():
     return response(401, fixture_bytes("bearer-unauthorized.json"), fixture_headers("bearer-challenge.headers"))
 
 
-def token(value: str, expires_in: int = 300) -> reg.Response:
+def token(value: str, expires_in: int = 300) -> _registry_http.Response:
     data = json.loads(fixture_bytes("token-response.json"))
     data.update(token=value, access_token=value, expires_in=expires_in)
     return response(200, json.dumps(data).encode())
@@ -522,14 +525,14 @@ def token(value: str, expires_in: int = 300) -> reg.Response:
 
 def test_captured_bearer_challenge():
     header = fixture_headers("bearer-challenge.headers")["www-authenticate"]
-    assert reg.parse_www_authenticate(header) == [
+    assert _registry_auth.parse_www_authenticate(header) == [
         ("bearer", {"realm": REALM, "service": "fleet-testenv-registry", "scope": f"repository:{REPO}:pull"})
     ]
-    assert reg.parse_token_response(fixture_bytes("token-response.json"), REALM) == ("<redacted JWT>", 300)
+    assert _registry_auth.parse_token_response(fixture_bytes("token-response.json"), REALM) == ("<redacted JWT>", 300)
 
 
 def test_bearer_flow_fetches_scoped_token_and_reuses_it():
-    creds = reg.Credentials("fleet", "pw")
+    creds = _registry_auth.Credentials("fleet", "pw")
     script = [
         bearer_challenge(),
         token("T1"),
@@ -537,6 +540,7 @@ def test_bearer_flow_fetches_scoped_token_and_reuses_it():
         index_response(),  # same scope: the cached token
         token("T2"),  # pull,push on the same repository needs a new token
         response(201, b"", {"Docker-Content-Digest": INDEX_DIGEST}),
+        response(200, b"", {"Docker-Content-Digest": INDEX_DIGEST}),  # the tag read back
     ]
     cli, session, _sleeps = client(script, credentials=creds)
     cli.get_manifest(REPO, "latest")
@@ -593,7 +597,7 @@ def test_bearer_mount_asks_for_both_repositories():
 
 
 def test_bearer_identity_token_uses_oauth2_refresh_grant():
-    creds = reg.Credentials("", "", "refresh-me")
+    creds = _registry_auth.Credentials("", "", "refresh-me")
     cli, session, _sleeps = client(
         [bearer_challenge(), response(200, b'{"access_token":"A"}'), index_response()], credentials=creds
     )
@@ -605,21 +609,21 @@ def test_bearer_identity_token_uses_oauth2_refresh_grant():
 
 
 def test_bearer_token_server_refuses():
-    creds = reg.Credentials("fleet", "bad-pw")
+    creds = _registry_auth.Credentials("fleet", "bad-pw")
     cli, _session, _sleeps = client([bearer_challenge(), response(401, b"")], credentials=creds)
-    with pytest.raises(reg.RegistryError, match="refused user 'fleet'") as info:
+    with pytest.raises(_reference.RegistryError, match="refused user 'fleet'") as info:
         cli.get_manifest(REPO, "latest")
     assert "bad-pw" not in str(info.value)
 
 
 def test_unsupported_challenge():
     cli, _session, _sleeps = client([response(401, b"", {"WWW-Authenticate": 'Negotiate realm="x"'})])
-    with pytest.raises(reg.RegistryError, match="unsupported scheme"):
+    with pytest.raises(_reference.RegistryError, match="unsupported scheme"):
         cli.get_manifest(REPO, "latest")
 
 
 def test_loopback_connection_refused_tries_plain_http_then_retries():
-    refused = reg.ConnectError("ConnectionRefusedError: [Errno 111] Connection refused")
+    refused = _registry_http.ConnectError("ConnectionRefusedError: [Errno 111] Connection refused")
     cli, session, sleeps = client([refused, refused, index_response()], registry="127.0.0.1:5000")
     cli.get_manifest("library/busybox", "latest")
     assert [c["url"].split(":")[0] for c in session.calls] == ["https", "http", "http"]
@@ -627,7 +631,7 @@ def test_loopback_connection_refused_tries_plain_http_then_retries():
 
 
 def test_loopback_falls_back_to_plain_http_once():
-    wrong_version = reg.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
+    wrong_version = _registry_http.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
     cli, session, sleeps = client([wrong_version, index_response(), index_response()], registry="127.0.0.1:5000")
     cli.get_manifest("library/busybox", "latest")
     cli.get_manifest("library/busybox", "latest")
@@ -636,24 +640,24 @@ def test_loopback_falls_back_to_plain_http_once():
 
 
 def test_certificate_error_never_falls_back():
-    bad_cert = reg.TlsError(
+    bad_cert = _registry_http.TlsError(
         "SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", True
     )
     cli, session, _sleeps = client([bad_cert], registry="127.0.0.1:5443")
-    with pytest.raises(reg.RegistryError, match="give ca_cert"):
+    with pytest.raises(_reference.RegistryError, match="give ca_cert"):
         cli.get_manifest("library/busybox", "latest")
     assert len(session.calls) == 1
 
 
 def test_secure_registry_never_uses_plain_http():
-    wrong_version = reg.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
+    wrong_version = _registry_http.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
     cli, _session, _sleeps = client([wrong_version], registry="192.0.2.10:5000")
-    with pytest.raises(reg.RegistryError, match="insecure_registries"):
+    with pytest.raises(_reference.RegistryError, match="insecure_registries"):
         cli.get_manifest("library/busybox", "latest")
 
 
 def test_insecure_option_allows_plain_http():
-    wrong_version = reg.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
+    wrong_version = _registry_http.TlsError("SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number")
     cli, session, _sleeps = client([wrong_version, index_response()], registry="192.0.2.10:5000", insecure=True)
     cli.get_manifest("library/busybox", "latest")
     assert session.calls[1]["url"].startswith("http://192.0.2.10:5000/v2/")
@@ -672,13 +676,52 @@ def test_tls_options_reach_the_transport(tmp_path):
 def test_put_manifest_checks_stored_digest():
     body = fixture_bytes("busybox-index.json")
     cli, _session, _sleeps = client([response(201, b"", {"Docker-Content-Digest": ARMHF_DIGEST})])
-    with pytest.raises(reg.DigestMismatch, match="stored digest"):
+    with pytest.raises(_reference.DigestMismatch, match="stored digest"):
         cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+
+
+def test_put_manifest_reads_the_tag_back():
+    """Issue 26: another writer of the tag may move it right after the PUT; the tag read back says so."""
+    body = fixture_bytes("busybox-index.json")
+    cli, session, _sleeps = client(
+        [
+            response(201, b"", {"Docker-Content-Digest": INDEX_DIGEST}),
+            response(200, b"", {"Docker-Content-Digest": ARMHF_DIGEST}),
+        ]
+    )
+    pushed = cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    assert (pushed.digest, pushed.holds, pushed.replaced) == (INDEX_DIGEST, ARMHF_DIGEST, True)
+    assert f"holds {ARMHF_DIGEST}, not the {INDEX_DIGEST}" in pushed.warning(f"{REPO}:v1")
+    assert [c["method"] for c in session.calls] == ["PUT", "HEAD"]
+    # by digest: nothing to read back
+    cli, session, _sleeps = client([response(201, b"", {"Docker-Content-Digest": INDEX_DIGEST})])
+    assert not cli.put_manifest(REPO, INDEX_DIGEST, body, reg.DOCKER_LIST).replaced
+    assert len(session.calls) == 1
+
+
+def test_a_lost_answer_to_a_put_is_decided_by_the_tag():
+    """Issue 26: the PUT's answer is lost but the registry stored it: success. Held by another: the error says so."""
+    body = fixture_bytes("busybox-index.json")
+    cut = _registry_http.ConnectError("RemoteDisconnected: Remote end closed connection without response")
+    holds_ours = response(200, b"", {"Docker-Content-Digest": INDEX_DIGEST})
+    cli, session, _sleeps = client([cut] * 4 + [holds_ours], registry="192.0.2.10:5443")
+    pushed = cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    assert (pushed.digest, pushed.replaced) == (INDEX_DIGEST, False)
+    holds_other = response(200, b"", {"Docker-Content-Digest": ARMHF_DIGEST})
+    cli, session, _sleeps = client([cut] * 4 + [holds_other], registry="192.0.2.10:5443")
+    with pytest.raises(
+        _reference.RegistryError, match=f"cannot reach .* afterwards the tag holds {ARMHF_DIGEST}, not the pushed"
+    ):
+        cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    cli, session, _sleeps = client([response(403)])  # refused: nothing stored, nothing read back
+    with pytest.raises(_reference.RegistryError, match="denied"):
+        cli.put_manifest(REPO, "v1", body, reg.DOCKER_LIST)
+    assert len(session.calls) == 1
 
 
 def test_mount_falls_back_to_upload_session():
     body = fixture_bytes("busybox-armhf-config.json")
-    digest = reg.compute_digest(body)
+    digest = _reference.compute_digest(body)
     script = [
         response(202, b"", {"Location": "/v2/fleet-test/manifest-smoke/blobs/uploads/uuid?_state=abc"}),
         response(201, b"", {"Docker-Content-Digest": digest}),
@@ -693,7 +736,7 @@ def test_mount_falls_back_to_upload_session():
 
 def test_upload_refuses_wrong_content():
     cli, session, _sleeps = client([])
-    with pytest.raises(reg.DigestMismatch):
+    with pytest.raises(_reference.DigestMismatch):
         cli.upload_blob(REPO, ARMHF_DIGEST, b"other bytes")
     assert session.calls == []
 
@@ -736,7 +779,7 @@ def test_secure_registry_is_not_probed():
     [("127.0.0.1:5000", ("127.0.0.1", 5000)), ("[::1]:5443", ("::1", 5443)), ("localhost", ("localhost", 443))],
 )
 def test_split_host_port(registry, expected):
-    assert reg.split_host_port(registry) == expected
+    assert _registry_http.split_host_port(registry) == expected
 
 
 def proxy_environment(monkeypatch, **variables):
@@ -762,53 +805,13 @@ def test_the_environment_is_read_once_per_client_and_honoured(monkeypatch, recor
     assert [(r["method"], r["path"], r["version"]) for r in seen] == [
         ("GET", "http://10.8.8.8:5000/v2/", "HTTP/1.1")
     ] * 2
-    assert far.session.proxies_for("http://10.8.8.8:5000/v2/x") == {"http": f"http://{proxy}"}
-    assert far.session.proxies_for("http://10.9.9.9:5000/v2/") == {}
+    assert _registry_http.proxy_source("http://10.8.8.8:5000/v2/x") == (f"http://{proxy}", "http_proxy")
+    assert _registry_http.proxy_source("http://10.9.9.9:5000/v2/") == ("", "")
     assert reg.RegistryClient("10.8.8.8:5000", ca_cert="/ca.pem").verify == "/ca.pem"
     assert reg.RegistryClient("10.8.8.8:5000", validate_certs=False).verify is False
 
 
 # --------------------------------------------------------------------------- the transport
-
-
-@pytest.mark.parametrize(
-    ("method", "status", "location", "expected"),
-    [
-        # 303 turns anything but HEAD into a GET without body; 301/302 do so after a POST only
-        ("PUT", 303, "/v2/done", ("GET", "https://r.example.com/v2/done", False)),
-        ("HEAD", 303, "/v2/done", ("HEAD", "https://r.example.com/v2/done", True)),
-        ("POST", 302, "/v2/next", ("GET", "https://r.example.com/v2/next", False)),
-        ("GET", 302, "next", ("GET", "https://r.example.com/v2/a/next", True)),
-        # 307 and 308 keep the method and the body
-        ("PUT", 307, "https://r.example.com:443/v2/b", ("PUT", "https://r.example.com:443/v2/b", True)),
-        ("POST", 308, "/v2/c", ("POST", "https://r.example.com/v2/c", True)),
-    ],
-)
-def test_redirect_request_method_and_body(method, status, location, expected):
-    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
-    new_method, url, new_headers, keep_body = reg.redirect_request(
-        method, status, "https://r.example.com/v2/a/b", location, headers
-    )
-    assert (new_method, url, keep_body) == expected
-    assert new_headers["Authorization"] == "Bearer t"  # same origin (443 is https' port)
-    assert ("Content-Type" in new_headers) == keep_body
-    assert headers["Authorization"] == "Bearer t"  # the caller's dict is not changed
-
-
-@pytest.mark.parametrize(
-    "location",
-    [
-        "https://storage.example.com/blob?sig=x",  # another host: object storage
-        "http://r.example.com/v2/a",  # another scheme
-        "https://r.example.com:5000/v2/a",  # another port
-    ],
-)
-def test_redirect_to_another_origin_drops_the_credentials(location):
-    _method, url, headers, _keep = reg.redirect_request(
-        "GET", 307, "https://r.example.com/v2/a", location, {"Authorization": "Bearer t", "Accept": "x"}
-    )
-    assert url == location
-    assert headers == {"Accept": "x"}
 
 
 @pytest.mark.parametrize(
@@ -852,21 +855,25 @@ def test_parse_link_next(header, expected):
     ],
 )
 def test_environ_proxies(environ, url, expected):
-    assert reg.environ_proxies(url, environ) == expected
+    assert _registry_http.environ_proxies(url, environ) == expected
 
 
-def test_proxy_headers():
-    assert reg.proxy_headers("http://p.example.com:3128") == {}
-    auth = reg.proxy_headers("http://us%40er:p%3Ass@p.example.com:3128")["Proxy-Authorization"]
-    assert base64.b64decode(auth.split(" ", 1)[1]) == b"us@er:p:ss"
-
-
-def test_tls_context_choices(tmp_path):
-    assert reg.tls_context(True).verify_mode == reg.ssl.CERT_REQUIRED
-    unverified = reg.tls_context(False)
-    assert (unverified.verify_mode, unverified.check_hostname) == (reg.ssl.CERT_NONE, False)
-    with pytest.raises(reg.TransportError, match="cannot load the CA certificates"):
-        reg.Transport()._context(str(tmp_path / "missing.pem"))
+@pytest.mark.parametrize(
+    ("environ", "url", "expected"),
+    [
+        (
+            {"HTTPS_PROXY": "http://u:secret@p.example.com:3128"},
+            "https://r.example.com/",
+            ("http://p.example.com:3128", "HTTPS_PROXY"),
+        ),
+        ({"https_proxy": "p:3128", "HTTPS_PROXY": "q:1"}, "https://r.example.com/", ("http://p:3128", "https_proxy")),
+        ({"ALL_PROXY": "http://p:3128"}, "http://r.example.com/", ("http://p:3128", "ALL_PROXY")),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "r.example.com"}, "https://r.example.com/", ("", "")),
+        ({}, "https://r.example.com/", ("", "")),
+    ],
+)
+def test_proxy_source_names_the_proxy_and_its_variable_without_credentials(environ, url, expected):
+    assert _registry_http.proxy_source(url, environ=environ) == expected
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -927,17 +934,17 @@ def recorder():
 
 def test_transport_keeps_the_connection_alive(recorder):
     address, seen = recorder({"/v2/": (200, {"Docker-Distribution-Api-Version": "registry/2.0"}, b"{}")})
-    transport = reg.Transport()
+    transport = _registry_http.Transport()
     answers = [transport.request(m, f"http://{address}/v2/", timeout=5) for m in ("GET", "HEAD", "GET")]
     assert [(a.status_code, a.content) for a in answers] == [(200, b"{}"), (200, b""), (200, b"{}")]
     assert answers[0].headers.get("docker-distribution-api-version") == "registry/2.0"  # any case
     assert len({s["port"] for s in seen}) == 1  # one connection for the three
-    assert seen[0]["headers"]["User-Agent"] == reg.USER_AGENT
+    assert seen[0]["headers"]["User-Agent"] == _registry_http.USER_AGENT
 
 
 def test_transport_reconnects_when_the_server_closed_an_idle_connection(recorder):
     address, seen = recorder({"/v2/": (200, {}, b"{}")}, close_after=True)
-    transport = reg.Transport()
+    transport = _registry_http.Transport()
     for method in ("GET", "PUT", "POST", "GET"):
         assert transport.request(method, f"http://{address}/v2/", data=b"x", timeout=5).status_code == 200
     assert [s["method"] for s in seen] == ["GET", "PUT", "POST", "GET"]  # each once, nothing sent twice
@@ -950,7 +957,7 @@ def test_transport_chooses_the_proxy_again_after_a_redirect(monkeypatch, recorde
     proxy, proxy_seen = recorder({"http://10.8.8.8:9000/blob": (200, {}, b"layer")})
     registry, registry_seen = recorder({"/v2/a/blobs/x": (307, {"Location": "http://10.8.8.8:9000/blob"}, b"")})
     proxy_environment(monkeypatch, HTTP_PROXY=f"http://{proxy}", NO_PROXY="127.0.0.1")
-    blob = reg.Transport().request("GET", f"http://{registry}/v2/a/blobs/x", timeout=5)
+    blob = _registry_http.Transport().request("GET", f"http://{registry}/v2/a/blobs/x", timeout=5)
     assert (blob.status_code, blob.content) == (200, b"layer")
     assert [r["path"] for r in registry_seen] == ["/v2/a/blobs/x"]  # direct
     assert [r["path"] for r in proxy_seen] == ["http://10.8.8.8:9000/blob"]
@@ -959,11 +966,11 @@ def test_transport_chooses_the_proxy_again_after_a_redirect(monkeypatch, recorde
 def test_transport_sends_a_file_and_writes_an_answer_into_a_sink(recorder, tmp_path):
     """Blobs go through files a chunk at a time: a file body is sent from its start (whatever its position), a 2xx
     body replaces what the sink held, and an error's body stays in the answer for the message."""
-    payload = bytes(range(256)) * (3 * reg.CHUNK // 256) + b"tail"
+    payload = bytes(range(256)) * (3 * _reference.CHUNK // 256) + b"tail"
     address, seen = recorder(
         {"/upload": (201, {}, b""), "/blob": (200, {}, payload), "/missing": (404, {}, b'{"errors": []}')}
     )
-    transport = reg.Transport()
+    transport = _registry_http.Transport()
     with (tmp_path / "body").open("w+b") as body:
         body.write(payload)  # left at its end
         headers = {"Content-Length": str(len(payload))}
@@ -993,10 +1000,10 @@ def test_a_full_disk_is_not_a_connection_problem(recorder):
     """A blob that cannot be written to its file fails at once and says what to do, instead of being retried and
     reported as an unreachable registry."""
     body = b"layer" * 1000
-    digest = reg.compute_digest(body)
+    digest = _reference.compute_digest(body)
     address, seen = recorder({f"/v2/a/blobs/{digest}": (200, {}, body)})
     cli = reg.RegistryClient(address, probe=lambda *a: False, sleep=lambda seconds: pytest.fail("retried"))
-    with pytest.raises(reg.SpoolError, match=r"No space left on device; .* TMPDIR"):
+    with pytest.raises(_registry_http.SpoolError, match=r"No space left on device; .* TMPDIR"):
         cli.download_blob("a", digest, FullDisk())
     assert len(seen) == 1
 
@@ -1010,7 +1017,7 @@ def test_transport_follows_redirects_and_keeps_credentials_at_home(recorder):
             "/v2/a/manifests/new": (200, {}, b"{}"),
         }
     )
-    transport = reg.Transport()
+    transport = _registry_http.Transport()
     headers = {"Authorization": "Bearer secret"}
     blob = transport.request("GET", f"http://{registry}/v2/a/blobs/x", headers=headers, timeout=5)
     assert (blob.status_code, blob.content, blob.url) == (200, b"layer", f"http://{storage}/blob?sig=1")
@@ -1022,14 +1029,14 @@ def test_transport_follows_redirects_and_keeps_credentials_at_home(recorder):
 
 def test_transport_gives_up_on_a_redirect_loop(recorder):
     address, seen = recorder({"/loop": (302, {"Location": "/loop"}, b"")})
-    with pytest.raises(reg.ConnectError, match="more than 10 redirects"):
-        reg.Transport().request("GET", f"http://{address}/loop", timeout=5)
+    with pytest.raises(_registry_http.ConnectError, match="more than 10 redirects"):
+        _registry_http.Transport().request("GET", f"http://{address}/loop", timeout=5)
     assert len(seen) == 11
 
 
 def test_transport_form_query_and_basic_credentials(recorder):
     address, seen = recorder({"/token": (200, {}, b'{"token": "t"}')})
-    transport = reg.Transport()
+    transport = _registry_http.Transport()
     transport.request(
         "GET", f"http://{address}/token", params=[("service", "s"), ("scope", "a b")], auth=("u", "p:w"), timeout=5
     )
@@ -1044,12 +1051,19 @@ def test_transport_form_query_and_basic_credentials(recorder):
 
 def test_transport_errors():
     with socket_closed_port() as port:
-        with pytest.raises(reg.ConnectError, match="ConnectionRefusedError"):
-            reg.Transport().request("GET", f"http://127.0.0.1:{port}/v2/", timeout=5)
-    with pytest.raises(reg.ConnectError, match="not an http"):
-        reg.Transport().request("GET", "ftp://127.0.0.1/v2/", timeout=5)
-    with pytest.raises(reg.ConnectError, match="give an http:// proxy"):
-        reg.Transport().request("GET", "https://127.0.0.1:1/v2/", proxies={"https": "https://p:3128"}, timeout=5)
+        with pytest.raises(_registry_http.ConnectError, match="ConnectionRefusedError"):
+            _registry_http.Transport().request("GET", f"http://127.0.0.1:{port}/v2/", timeout=5)
+    with pytest.raises(_registry_http.ConnectError, match="not an http"):
+        _registry_http.Transport().request("GET", "ftp://127.0.0.1/v2/", timeout=5)
+    with socket_closed_port() as port:
+        with pytest.raises(_registry_http.ProxyError, match="ConnectionRefusedError") as info:
+            _registry_http.Transport().request(
+                "GET", "https://127.0.0.1:1/v2/", proxies={"https": f"http://u:pw@127.0.0.1:{port}"}
+            )
+    assert (info.value.proxy, info.value.source) == (f"http://127.0.0.1:{port}", "proxies")
+    with pytest.raises(_registry_http.TlsError, match="cannot load the CA certificates") as info:
+        _registry_http.Transport().request("GET", "https://127.0.0.1:1/v2/", verify="/nonexistent/ca.pem")
+    assert info.value.certificate
 
 
 @contextlib.contextmanager
@@ -1063,5 +1077,5 @@ def socket_closed_port():
 @pytest.mark.parametrize("tag", ["été", "v1.0-ß", "٣", "-x", ".x", "x" * 129])
 def test_tags_outside_the_distribution_grammar_are_refused(tag):
     """Tags are ASCII ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}); Python's \\w alone took any Unicode letter."""
-    with pytest.raises(reg.ImageReferenceError, match="invalid tag"):
-        reg.parse_reference(f"127.0.0.1:5000/app:{tag}")
+    with pytest.raises(_reference.ImageReferenceError, match="invalid tag"):
+        _reference.parse_reference(f"127.0.0.1:5000/app:{tag}")

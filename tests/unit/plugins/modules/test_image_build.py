@@ -16,6 +16,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _build as bd
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
+from ansible_collections.fleet.multiarch.plugins.module_utils import _reference
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import ImageBuilder
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import parse_platform
@@ -37,7 +38,7 @@ class FakeRegistry:
 
     def put(self, repository: str, tag: str, data: dict) -> str:
         body = json.dumps(data).encode()
-        digest = reg.compute_digest(body)
+        digest = _reference.compute_digest(body)
         self.manifests[(repository, tag)] = body
         self.manifests[(repository, digest)] = body
         return digest
@@ -53,15 +54,19 @@ class FakeClient:
         body = self.store.manifests.get((repository, ref))
         if body is None:
             return None
-        return {"digest": reg.compute_digest(body), "media_type": json.loads(body)["mediaType"], "size": len(body)}
+        return {
+            "digest": _reference.compute_digest(body),
+            "media_type": json.loads(body)["mediaType"],
+            "size": len(body),
+        }
 
     def get_manifest(self, repository, ref, accept=reg.MANIFEST_ACCEPT):
         self.store.requests.append(("GET", repository, ref))
         body = self.store.manifests.get((repository, ref))
         if body is None:
-            raise reg.RegistryError(f"{repository}:{ref} not found", status=404)
+            raise _reference.RegistryError(f"{repository}:{ref} not found", status=404)
         data = json.loads(body)
-        return reg.Fetched(data["mediaType"], reg.compute_digest(body), body, data)
+        return reg.Fetched(data["mediaType"], _reference.compute_digest(body), body, data)
 
     def put_manifest(self, repository, ref, body, media_type):
         raise AssertionError("check mode and the no-change path push nothing")
