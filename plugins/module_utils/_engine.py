@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 try:
     import docker
@@ -55,10 +54,6 @@ DEFAULT_API_TIMEOUT = 180
 
 class EngineError(Exception):
     """An Engine API call failed; the message names the call and what the engine said."""
-
-
-class PullTimeout(EngineError):
-    """A pull did not finish in its time; the engine cancels it when this process goes away."""
 
 
 def docker_host(option: str | None = None, environ=None) -> str:
@@ -109,46 +104,18 @@ class Engine:
 
     # ---- images
 
-    def pull(
-        self, repository: str, digest: str, platform: str, auth_config: dict | None = None, timeout: float = 0
-    ) -> None:
-        """Pull ``repository@digest`` for ``platform``; the engine's streamed errors are raised.
-
-        ``timeout`` (seconds, 0 for none) bounds the whole pull. The engine retries a download whose connection
-        stalls, reporting progress meanwhile, so no read timeout ever fires: the pull runs in a thread, and when
-        the time is up :class:`PullTimeout` is raised. The engine cancels the pull when this process, its
-        client, goes away.
-        """
+    def pull(self, repository: str, digest: str, platform: str, auth_config: dict | None = None) -> None:
+        """Pull ``repository@digest`` for ``platform``; the engine's streamed errors are raised."""
         what = f"pulling {repository}@{digest} for {platform}"
-        outcome = {}
-
-        def consume():
-            try:
-                stream = self.client.api.pull(
-                    repository, tag=digest, stream=True, decode=True, platform=platform, auth_config=auth_config
-                )
-                for event in stream:
-                    if isinstance(event, dict) and event.get("error"):
-                        outcome["error"] = f"{what} failed: {event['error']}"
-                        return
-                    if isinstance(event, dict) and event.get("status"):
-                        outcome["last"] = " ".join(str(event.get(k) or "") for k in ("status", "progress")).strip()
-            except (DockerException, RequestException) as exc:
-                outcome["error"] = f"{what} failed: {_explain(exc)}"
-
-        worker = threading.Thread(target=consume, name="pull", daemon=True)
-        worker.start()
-        worker.join(timeout or None)
-        if worker.is_alive():
-            last = outcome.get("last")
-            raise PullTimeout(
-                f"{what} did not finish within {timeout:g} s (pull_timeout)"
-                + (f"; the engine's last report: {last}" if last else "")
-                + ": the device's link to the registry is down or too slow for the image. The running version was"
-                " not touched; check the link, or raise pull_timeout for slow links and large images"
+        try:
+            stream = self.client.api.pull(
+                repository, tag=digest, stream=True, decode=True, platform=platform, auth_config=auth_config
             )
-        if "error" in outcome:
-            raise EngineError(outcome["error"])
+            for event in stream:
+                if isinstance(event, dict) and event.get("error"):
+                    raise EngineError(f"{what} failed: {event['error']}")
+        except (DockerException, RequestException) as exc:
+            raise EngineError(f"{what} failed: {_explain(exc)}") from None
 
     def has_image(self, reference: str) -> bool:
         try:
