@@ -178,7 +178,7 @@ class DyingRelay:
     def _accept(self, server) -> None:
         while True:
             try:
-                client, _ = server.accept()
+                client, _address = server.accept()
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
