@@ -22,10 +22,12 @@ export PATH := $(BIN):$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+TESTENV_INVENTORY := /var/lib/fleet-multiarch-testenv/inventory.yml
 FLEET_INVENTORY := /var/lib/fleet-multiarch-testenv/fleet/inventory.yml
 
+# the installed collection's playbook, as a user runs it; the test environment supplies only the inventories
 demo: venv testenv-up fleet-up ## the main job on this machine: build host, release of the example app, each platform run, rollout to the emulated ARM fleet (docs/demo.md)
-	$(BIN)/ansible-playbook -i $(FLEET_INVENTORY) playbooks/demo.yml
+	$(BIN)/ansible-playbook -i $(TESTENV_INVENTORY) -i $(FLEET_INVENTORY) fleet.multiarch.demo
 
 test: venv testenv-up lint sanity unit integration molecule build ## everything CI runs
 	@echo "make test: all stages passed"

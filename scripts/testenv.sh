@@ -677,6 +677,45 @@ write_facts() {
   mv "$STATE/testenv.json.new" "$STATE/testenv.json"
 }
 
+# The inventory that points the demo (playbooks/demo.yml, which names no path of the test environment) at it:
+# `make demo` passes it with the fleet's inventory. Variables only; the hosts come from the other inventories.
+write_inventory() {
+  local buildx_sha256 port=${REGISTRY##*:}
+  buildx_sha256=$(cut -d' ' -f1 "$CACHE/buildx/docker-buildx.sha256")
+  cat > "$STATE/inventory.yml.new" <<EOF
+# Written by scripts/testenv.sh: the test environment's settings for playbooks/demo.yml (docs/demo.md).
+all:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: "{{ ansible_playbook_python }}"
+      # the engine is the test environment's (Debian's docker.io started without systemd with its own
+      # --config-file, which scripts/testenv.sh owns): leave its packages alone and keep it as it runs
+      build_host_docker_source: none
+      build_host_registry_mirrors: ["http://$REGISTRY"]
+      build_host_insecure_registries: ["$REGISTRY"]
+      # no download from the internet: the buildx binary the test environment verified and cached
+      build_host_buildx_source: release
+      build_host_buildx_url: "file://$CACHE/buildx/docker-buildx"
+      build_host_buildx_checksum: "sha256:$buildx_sha256"
+      build_host_smoke_image: "$REGISTRY/library/busybox:latest"
+      # the base images (busybox) come from the local registry, not Docker Hub
+      release_base_image_registry: "$REGISTRY"
+      demo_registry: "$REGISTRY"
+      demo_release_record: "$STATE/releases/demo-app.json"
+      demo_report_dir: "$STATE/releases/rollout-report"
+  children:
+    devices:
+      vars:
+        # a guest reaches the host's $REGISTRY as 10.0.2.2:$port (QEMU user networking), plain HTTP
+        rollout_registry_alias: "10.0.2.2:$port"
+        rollout_insecure_registries: ["10.0.2.2:$port"]
+        # emulated boards are slow: a container start under QEMU system emulation takes tens of seconds
+        rollout_health_timeout: 240
+EOF
+  mv "$STATE/inventory.yml.new" "$STATE/inventory.yml"
+}
+
 # ---------------------------------------------------------------------------------------------------
 cmd_up() {
   check_host
@@ -693,7 +732,8 @@ cmd_up() {
   build_debian
   build_golang
   write_facts
-  log "up in $((SECONDS - t0)) s: engines $DOCKER_SOCK and $ENGINE2_SOCK, registries $REGISTRY, $REGISTRY_TLS (basic auth), $REGISTRY_TOKEN (token); facts in $STATE/testenv.json"
+  write_inventory
+  log "up in $((SECONDS - t0)) s: engines $DOCKER_SOCK and $ENGINE2_SOCK, registries $REGISTRY, $REGISTRY_TLS (basic auth), $REGISTRY_TOKEN (token); facts in $STATE/testenv.json, the demo's inventory in $STATE/inventory.yml"
 }
 
 cmd_down() {

@@ -719,6 +719,29 @@ def failing_step(log: str, tail: int = TAIL_LINES) -> dict:
     }
 
 
+# A push the registry broke off: its 5xx answer, or a connection cut while the image was being pushed.
+_PUSH_STEP_RE = re.compile(r"^(pushing |exporting to image|exporting manifest list)")
+_SERVER_FAULT_RE = re.compile(
+    r"\b(5\d\d(?: [A-Z][A-Za-z ]*[a-z])?)\b(?=$|[;:,)\s])|(connection reset by peer|unexpected EOF|broken pipe)",
+)
+
+
+def registry_push_fault(step: dict) -> str:
+    """What the registry did when a build failed while pushing: ``500 Internal Server Error``, ``connection
+    reset by peer``..., or ``""`` when the failure is anything else (a step of the Dockerfile, a refusal).
+
+    ``step`` is :func:`failing_step`'s result. A self-hosted ``registry:2`` answers 500 now and then when two
+    writers of one tag meet (the containerd image store pushes every manifest of an index under its tag at
+    once); pushing again is safe, as the module pushes under a name of this build alone or by digest.
+    """
+    if not _PUSH_STEP_RE.match(step.get("step") or ""):
+        return ""
+    match = _SERVER_FAULT_RE.search(step.get("error") or "")
+    if not match:
+        return ""
+    return match.group(1) or match.group(2)
+
+
 def emulation_hint(log: str) -> bool:
     """Whether a failed build's output shows a missing emulator (``exec format error``)."""
     return "exec format error" in (log or "")

@@ -47,6 +47,10 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     registry_argument_spec,
 )
 
+# A push the registry broke off (bd.registry_push_fault) is tried again, twice, after 2 s and 4 s.
+PUSH_ATTEMPTS = 3
+PUSH_RETRY_PAUSE = 2
+
 
 def _text(value) -> str:
     if isinstance(value, bool):
@@ -100,9 +104,15 @@ class BuildLog:
             self.flush_partial(prefix, stream)
         self._handle.close()
 
-    def read(self) -> str:
-        with open(self.path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+    def size(self) -> int:
+        with self._lock:
+            return os.path.getsize(self.path)
+
+    def read(self, start: int = 0) -> str:
+        """The log from byte ``start`` on (an attempt's own lines: see ``size``)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            return handle.read().decode("utf-8", errors="replace")
 
 
 def _read_text(path: str) -> str:
@@ -415,17 +425,32 @@ class ImageBuilder:
         }
 
     def run_build(self, argv: list, prefix: str, environ: dict, platforms: list) -> None:
-        rc, out, err = run_logged(self.cli, argv, self.log, prefix, environ)
-        if rc == 0:
-            return
-        out, err = bd.mask(out, self.secret_values), bd.mask(err, self.secret_values)
-        text = self.log.read()
-        if prefix:  # only this platform's lines of a log shared by concurrent builds
-            mark = f"[{prefix}] "
-            text = "\n".join(ln[len(mark) :] for ln in text.splitlines() if ln.startswith(mark))
-        step = bd.failing_step(text)
-        tail = step["tail"]
+        """Run one ``docker buildx build``; push again when the registry broke the push off (5xx, a cut)."""
         where = f" for {prefix}" if prefix else f" for {', '.join(platforms)}"
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            start = self.log.size()
+            rc, out, err = run_logged(self.cli, argv, self.log, prefix, environ)
+            if rc == 0:
+                return
+            text = self.log.read(start)
+            if prefix:  # only this platform's lines of a log shared by concurrent builds
+                mark = f"[{prefix}] "
+                text = "\n".join(ln[len(mark) :] for ln in text.splitlines() if ln.startswith(mark))
+            step = bd.failing_step(text)
+            fault = bd.registry_push_fault(step)
+            if not fault or attempt == PUSH_ATTEMPTS:
+                break
+            self.module.warn(
+                f"the registry answered {fault} while the build{where} was being pushed; pushing again"
+                f" (attempt {attempt + 1} of {PUSH_ATTEMPTS}, the build itself comes from the builder's cache)"
+            )
+            time.sleep(PUSH_RETRY_PAUSE * attempt)
+        out, err = bd.mask(out, self.secret_values), bd.mask(err, self.secret_values)
+        self.build_failed(rc, out, err, step=step, where=where, text=text, attempts=attempt if fault else 1)
+
+    def build_failed(self, rc: int, out: str, err: str, *, step: dict, where: str, text: str, attempts: int) -> None:
+        """Raise the BuildError that names the failing step (or the missing emulator, or the frontend)."""
+        tail = step["tail"]
         frontend = bd.frontend_failure(text, self.syntax) or bd.frontend_failure(err + out, self.syntax)
         if frontend:
             msg = f"the build{where} could not start: " + bd.frontend_message(self.syntax, frontend)
@@ -441,6 +466,11 @@ class ImageBuilder:
                 msg += "; last output: " + " | ".join(tail[-5:])
         else:
             msg = f"the build{where} failed: {bx.last_error(err) or bx.last_error(out) or f'exit code {rc}'}"
+        if attempts > 1:
+            msg += (
+                f"; the registry broke the push off {attempts} times: check its health and its log (a full disk,"
+                " a proxy in front of it), then run the task again"
+            )
         raise bd.BuildError(f"{msg} (full log: {self.log.path})", step=step["step"], log_tail=tail, rc=rc)
 
     def build_multi(self, workdir: str, secret_argv: list, secret_env: dict) -> None:
@@ -481,7 +511,10 @@ class ImageBuilder:
                 "the docker driver on the classic image store writes Docker v2 manifests, which carry no annotations:"
                 " the annotations are not kept (strategy per_platform puts them on an index around the image)"
             )
-        self.run_build(argv, "", secret_env, self.platforms)
+        if name != str(self.primary):
+            self.run_staged(name, argv, secret_env)
+        else:
+            self.run_build(argv, "", secret_env, self.platforms)
         if not p["push"]:
             return
         with open(metadata, encoding="utf-8") as handle:
@@ -500,6 +533,20 @@ class ImageBuilder:
             self.engine_names(name)
             pushed = client.put_manifest(self.primary.repository, self.primary.tag, fetched.body, fetched.media_type)
         self.confirm_tag(fetched.digest, pushed)
+
+    def run_staged(self, name: str, argv: list, secret_env: dict) -> None:
+        """``run_build`` for a push under this build's own tag; when it fails, the result says whether that tag
+        moved (buildx pushes the index itself before the engine's push that can fail)."""
+        ref = parse_reference(name)
+        client = self.pool.get(ref.registry)
+        before = client.head_manifest(ref.repository, ref.tag)
+        try:
+            self.run_build(argv, "", secret_env, self.platforms)
+        except bd.BuildError:
+            after = client.head_manifest(ref.repository, ref.tag)
+            if after is not None and (before is None or after["digest"] != before["digest"]):
+                self.result["staging_tags"].append(name)
+            raise
 
     def engine_names(self, name: str) -> None:
         """The engine keeps the build under the first tag when asked to load it, not under its build tag."""
@@ -663,9 +710,10 @@ class ImageBuilder:
                 self.distribute(self.missing_tags)
             return self.finish()
         self.result["changed"] = True
+        # from here on, digest and platform_digests are this build's (a failure before the push leaves them empty)
+        self.result["digest"] = ""
+        self.result["platform_digests"] = {}
         if self.module.check_mode:
-            self.result["digest"] = ""
-            self.result["platform_digests"] = {}
             return self.finish()
         strategy, reason = self.choose()
         self.result["strategy"], self.result["strategy_reason"] = strategy, reason

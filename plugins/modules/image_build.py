@@ -223,8 +223,14 @@ options:
 notes:
   - buildx pushes with the Docker CLI's credentials (C(docker login)); O(username) and O(password) are used by the
     module's own registry requests (reading the published index, assembling and copying it).
-  - The docker driver cannot push by digest, so with V(per_platform) on it each platform is first pushed to
-    the tag C(<tag>-build-<os>-<arch>[-<variant>]) of the first reference; later builds overwrite those tags.
+  - The docker driver cannot push by digest, so it pushes to tags of this build alone, returned in RV(staging_tags)
+    (C(<tag>-build-<12 hex digits of the fingerprint>), with V(per_platform) one per platform ending in
+    C(-<os>-<arch>[-<variant>])); later builds of the same inputs overwrite them.
+  - When the registry breaks a push off (an HTTP 5xx answer, a connection reset, an unexpected end of the stream),
+    the build is run again, at most three times in all, 2 s and then 4 s apart, with a warning each time; the
+    build itself comes from the builder's cache, and the push goes to this build's own tag or by digest, so a
+    second push cannot publish anything else. A self-hosted C(registry:2) answers 500 now and then when several
+    manifests of one index are pushed under one tag at once, as the containerd image store does.
   - O(docker_config) is also the directory the docker CLI reads (C(DOCKER_CONFIG)).
   - A C(# syntax=IMAGE) line makes BuildKit pull that Dockerfile frontend image before anything else, from its own
     registry (not the engine's registry mirror). When the builder cannot pull it, the task fails with a message

@@ -175,6 +175,11 @@ class DyingRelay:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def matched(self, client, upstream) -> bool:
+        """The trigger matched: die. True: the connection is done with."""
+        self.die()
+        return True
+
     def _accept(self, server) -> None:
         while True:
             try:
@@ -196,8 +201,7 @@ class DyingRelay:
                     break
                 if from_client and self.armed:
                     head = (head + data)[-65536:]
-                    if self.trigger(head):
-                        self.die()
+                    if self.trigger(head) and self.matched(src, dst):
                         return
                 dst.sendall(data)
         except OSError:
@@ -205,3 +209,29 @@ class DyingRelay:
         finally:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+
+
+class AnsweringRelay(DyingRelay):
+    """A relay that answers ``count`` matching requests itself, as a registry in trouble does, with ``status``
+    (``500 Internal Server Error``) and closes that connection; everything else reaches the real server.
+    ``answered`` counts the requests it answered."""
+
+    def __init__(self, target: tuple, trigger, status: str = "500 Internal Server Error", count: int = 1):
+        super().__init__(target, trigger)
+        self.status = status
+        self.left = count
+        self.answered = 0
+
+    def matched(self, client, upstream) -> bool:
+        with self._lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            self.answered += 1
+        with contextlib.suppress(OSError):
+            client.sendall(f"HTTP/1.1 {self.status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        return True

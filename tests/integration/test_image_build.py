@@ -18,6 +18,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -38,7 +39,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, RegistryClient
 
-from .helpers import playbook_results, purge_repository, run, run_module
+from .helpers import AnsweringRelay, playbook_results, purge_repository, run, run_module
 
 CONTEXTS = Path(__file__).resolve().parent / "contexts"
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
@@ -275,6 +276,45 @@ def test_concurrent_builds_of_one_tag_report_only_their_own_index(testenv, repo,
     with pytest.raises(BuildError, match="another build pushed to the same tag") as caught:
         builder.confirm_tag(other["digest"])
     assert held.digest in str(caught.value) and other["digest"] in str(caught.value)
+
+
+def test_a_push_the_registry_breaks_off_is_pushed_again(testenv, repo, plain, tmp_path):
+    """A registry:2 answers 500 now and then when writers of one tag meet: CI saw it answer the engine's HEAD
+    of the build's tag while the containerd store pushed the index's manifests under that tag at once, and the
+    whole build failed. A relay in front of the real registry answers 500 to that request once: the module
+    pushes again (the build comes from the cache) and warns. When the registry keeps answering 500, the task
+    fails after three attempts naming the answer, changed false, the tag untouched."""
+    host, port = testenv["registry"].split(":")
+    # the engine's own push (buildkit's HEAD of the tag before its PUT tolerates an error)
+    build_head = re.compile(
+        rb"HEAD /v2/\S+/manifests/[^/\s]*-build-[0-9a-f]{12}\S* HTTP/1\.1\r\n(?:[^\r\n]+\r\n)*?User-Agent: docker/"
+    )
+    relay = AnsweringRelay((host, int(port)), lambda head: bool(build_head.search(head)), count=1)
+    repository = repo.split("/", 1)[1]
+    ref = f"127.0.0.1:{relay.port}/{repository}:1"
+    args = {
+        "context": str(context(tmp_path)),
+        "platforms": ["linux/amd64", "linux/arm64"],
+        "tags": [ref],
+        "docker_host": testenv["engines"]["containerd"]["docker_host"],
+        "strategy": "multi",
+    }
+    try:
+        relay.armed = True
+        first = build(args)
+        assert relay.answered == 1
+        assert first["changed"] is True
+        assert [w for w in first.get("warnings", []) if "answered 500 Internal Server Error" in w], first
+        assert plain.head_manifest(repository, "1")["digest"] == first["digest"]
+        relay.left = 10
+        broken = run_module(MODULE, {**args, "force": True})
+        assert broken["failed"] is True and broken["changed"] is False, broken
+        attempts = Path(broken["log_path"]).read_text().count(" docker buildx build ")
+        assert attempts == 3 and relay.answered >= 1 + attempts, (attempts, relay.answered)
+        assert "500 Internal Server Error" in broken["msg"] and "3 times" in broken["msg"], broken["msg"]
+        assert plain.head_manifest(repository, "1")["digest"] == first["digest"]
+    finally:
+        relay.die()
 
 
 # --------------------------------------------------------------------------- errors and secrets

@@ -382,6 +382,39 @@ def test_failing_step_from_a_captured_log():
     assert not bd.emulation_hint((FIXTURES / "log-failing-run.txt").read_text())
 
 
+def test_a_push_the_registry_broke_off_is_recognised():
+    """Captured: the engine's push of a docker-driver build answered 500 by the registry (log-push-500.txt)."""
+    step = bd.failing_step((FIXTURES / "log-push-500.txt").read_text())
+    assert step["step"].startswith("pushing 127.0.0.1:") and step["step"].endswith(" with docker")
+    assert bd.registry_push_fault(step) == "500 Internal Server Error"
+    # a failing RUN step, a refusal or a missing tag are not the registry's fault: no second push
+    assert bd.registry_push_fault(bd.failing_step((FIXTURES / "log-failing-run.txt").read_text())) == ""
+
+
+@pytest.mark.parametrize(
+    ("step", "error", "fault"),
+    [
+        (
+            "exporting to image",
+            "failed to push r:1: unexpected status: 503 Service Unavailable",
+            "503 Service Unavailable",
+        ),
+        (
+            "exporting to image",
+            "failed to copy: read tcp 1->2: read: connection reset by peer",
+            "connection reset by peer",
+        ),
+        ("pushing r:1 with docker", "Put http://r/v2/a/blobs/uploads/x: unexpected EOF", "unexpected EOF"),
+        ("exporting to image", "failed to push r:1: unexpected status: 401 Unauthorized", ""),
+        ("exporting to image", "failed to push r:1: denied: requested access to the resource is denied", ""),
+        ("[2/2] RUN curl -f http://x", "process did not complete successfully: 500 Internal Server Error", ""),
+        ("exporting to image", "image layer of 5000 bytes is too large", ""),
+    ],
+)
+def test_registry_push_fault_only_for_a_server_fault_while_pushing(step, error, fault):
+    assert bd.registry_push_fault({"step": step, "error": error}) == fault
+
+
 def test_failing_step_with_platform_prefixes():
     log = "[linux/arm64] #5 [2/2] RUN false\n[linux/arm64] #5 0.1 out\n[linux/arm64] #5 ERROR: exit code: 1\n"
     assert bd.failing_step(log) == {
