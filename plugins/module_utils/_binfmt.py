@@ -18,10 +18,13 @@ from dataclasses import dataclass
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     PlatformError,
+    elf_identity,
     emulated_platforms,
     native_platforms,
+    parse_elf_header,
     parse_platform,
     platform_from_machine,
+    platform_from_qemu_target,
 )
 
 PROC_ROOT = "/proc/sys/fs/binfmt_misc"
@@ -415,17 +418,17 @@ def _le32(*words):
     return b"".join(struct.pack("<I", w) for w in words)
 
 
-# Per target: ELF class (32/64), byte order, e_machine and e_flags.
-_PROBE_SPECS = {
-    "x86_64": (64, "<", 62, 0),
-    "i386": (32, "<", 3, 0),
-    "aarch64": (64, "<", 183, 0),
-    "arm": (32, "<", 40, 0x05000000),  # EABI version 5
-    "riscv64": (64, "<", 243, 0x5),  # RVC + double-float ABI
-    "ppc64le": (64, "<", 21, 0x2),  # ELFv2 ABI
-    "s390x": (64, ">", 22, 0),
-    "mips64el": (64, "<", 8, 0x80000007),  # MIPS64r2, n64, noreorder/pic/cpic
-    "loongarch64": (64, "<", 258, 0x43),  # LP64D, object ABI v1
+# Per target: the e_flags of its probe (class, byte order and e_machine come from _platform's table).
+_PROBE_FLAGS = {
+    "x86_64": 0,
+    "i386": 0,
+    "aarch64": 0,
+    "arm": 0x05000000,  # EABI version 5
+    "riscv64": 0x5,  # RVC + double-float ABI
+    "ppc64le": 0x2,  # ELFv2 ABI
+    "s390x": 0,
+    "mips64el": 0x80000007,  # MIPS64r2, n64, noreorder/pic/cpic
+    "loongarch64": 0x43,  # LP64D, object ABI v1
 }
 
 
@@ -508,8 +511,8 @@ def build_probe(target: str, code: int = PROBE_EXIT_CODE) -> bytes:
     """A minimal static ELF executable for a QEMU target that calls exit(code) (0 <= code < 128)."""
     if not 0 <= code < 128:
         raise BinfmtError(f"probe exit code must be 0..127, got {code}")
-    if target not in _PROBE_SPECS:
-        raise BinfmtError(f"no ELF probe for QEMU target {target!r}; known: {', '.join(sorted(_PROBE_SPECS))}")
+    if target not in _PROBE_FLAGS:
+        raise BinfmtError(f"no ELF probe for QEMU target {target!r}; known: {', '.join(sorted(_PROBE_FLAGS))}")
     return _elf(target, _PROBE_CODE[target](code))
 
 
@@ -528,7 +531,8 @@ def build_argv0_probe(target: str) -> bytes:
 
 def _elf(target: str, text: bytes) -> bytes:
     """One PT_LOAD segment holding the ELF header, the program header and ``text``, entry at ``text``."""
-    bits, order, machine, flags = _PROBE_SPECS[target]
+    bits, order, machine = elf_identity(platform_from_qemu_target(target))
+    flags = _PROBE_FLAGS[target]
     base = 0x400000
     ident = b"\x7fELF" + bytes([1 if bits == 32 else 2, 1 if order == "<" else 2, 1, 0]) + b"\x00" * 8
     if bits == 64:
@@ -548,41 +552,6 @@ def _elf(target: str, text: bytes) -> bytes:
         )
         phdr = struct.pack(order + "IIIIIIII", 1, 0, base, base, size, size, 5, 0x10000)
     return header + phdr + text
-
-
-def parse_elf_header(data: bytes) -> dict:
-    """The fields of an ELF header that matter here; raises BinfmtError on a non-ELF file."""
-    if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
-        raise BinfmtError("not an ELF file")
-    bits = 32 if data[4] == 1 else 64
-    order = "<" if data[5] == 1 else ">"
-    if bits == 64:
-        if len(data) < 64:
-            raise BinfmtError("truncated ELF64 header")
-        e_type, machine, _v, entry, phoff, _sh, flags, _eh, phentsize, phnum = struct.unpack_from(
-            order + "HHIQQQIHHH", data, 16
-        )
-    else:
-        e_type, machine, _v, entry, phoff, _sh, flags, _eh, phentsize, phnum = struct.unpack_from(
-            order + "HHIIIIIHHH", data, 16
-        )
-    interp = False
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        if off + 4 > len(data):
-            break
-        if struct.unpack_from(order + "I", data, off)[0] == 3:  # PT_INTERP: dynamically linked
-            interp = True
-    return {
-        "bits": bits,
-        "byteorder": "little" if order == "<" else "big",
-        "type": e_type,
-        "machine": machine,
-        "flags": flags,
-        "entry": entry,
-        "phnum": phnum,
-        "static": not interp,
-    }
 
 
 # ---------------------------------------------------------------------------------------------- host I/O
@@ -612,11 +581,8 @@ def find_emulator(target: str, dirs) -> str:
                 continue
             with open(path, "rb") as handle:
                 head = handle.read(65536)
-            try:
-                static = parse_elf_header(head)["static"]
-            except BinfmtError:
-                static = False
-            if static:
+            header = parse_elf_header(head)
+            if header is not None and header["static"] is not False:
                 return path
             dynamic.append(path)
     os_release = ""

@@ -32,14 +32,19 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
-    Platform,
     PlatformError,
+    dpkg_name_from_elf,
+    machine_bits,
+    parse_elf_header,
     parse_platform,
+    platform_from_elf,
     platform_from_machine,
 )
+
+# The ELF header fields the fact reports (the parser gives more).
+ELF_FACT_KEYS = ("class", "bits", "endian", "machine", "machine_code", "flags", "float_abi", "eabi")
 
 # ---------------------------------------------------------------------------------------------------
 # /proc/cpuinfo
@@ -227,34 +232,6 @@ def parse_meminfo(text: str):
     return None
 
 
-_KERNEL_BITS = {
-    "aarch64": 64,
-    "arm64": 64,
-    "armv8l": 64,  # a 32-bit personality (linux32) on a 64-bit kernel; 32-bit kernels say armv7l
-    "armv8b": 64,
-    "x86_64": 64,
-    "amd64": 64,
-    "ppc64le": 64,
-    "ppc64": 64,
-    "s390x": 64,
-    "riscv64": 64,
-    "mips64": 64,
-    "loongarch64": 64,
-}
-
-
-def kernel_bits(machine: str):
-    """The kernel's word size from ``uname -m`` (64, 32), None when unknown."""
-    low = (machine or "").strip().lower()
-    if not low:
-        return None
-    if low in _KERNEL_BITS:
-        return _KERNEL_BITS[low]
-    if low.startswith(("armv", "i386", "i486", "i586", "i686", "riscv32", "mips", "ppc")):
-        return 32
-    return None
-
-
 def parse_dpkg_arch(text: str) -> str:
     """``dpkg --print-architecture`` output -> the Debian architecture (``armhf``), or ``""``."""
     lines = (text or "").strip().splitlines()
@@ -288,102 +265,7 @@ def parse_docker_version(text: str):
 
 
 # ---------------------------------------------------------------------------------------------------
-# ELF header
-
-EM_NAMES = {
-    3: "x86",
-    8: "MIPS",
-    20: "PowerPC",
-    21: "PowerPC64",
-    22: "S390",
-    40: "ARM",
-    62: "x86-64",
-    183: "AArch64",
-    243: "RISC-V",
-    258: "LoongArch",
-}
-EF_ARM_ABI_FLOAT_SOFT = 0x200
-EF_ARM_ABI_FLOAT_HARD = 0x400
-
-
-def parse_elf_header(data: bytes):
-    """The ELF header of a binary -> {class, bits, endian, machine, machine_code, float_abi, eabi}, or None."""
-    if not data or len(data) < 52 or data[:4] != b"\x7fELF":
-        return None
-    ei_class, ei_data = data[4], data[5]
-    if ei_class not in (1, 2) or ei_data not in (1, 2):
-        return None
-    order = "<" if ei_data == 1 else ">"
-    (e_machine,) = struct.unpack_from(order + "H", data, 18)
-    flags_offset = 36 if ei_class == 1 else 48
-    if len(data) < flags_offset + 4:
-        return None
-    (e_flags,) = struct.unpack_from(order + "I", data, flags_offset)
-    float_abi = ""
-    eabi = None
-    if e_machine == 40:
-        eabi = e_flags >> 24
-        if e_flags & EF_ARM_ABI_FLOAT_HARD:
-            float_abi = "hard"
-        elif e_flags & EF_ARM_ABI_FLOAT_SOFT:
-            float_abi = "soft"
-    return {
-        "class": "ELF32" if ei_class == 1 else "ELF64",
-        "bits": 32 if ei_class == 1 else 64,
-        "endian": "little" if ei_data == 1 else "big",
-        "machine": EM_NAMES.get(e_machine, f"EM_{e_machine}"),
-        "machine_code": e_machine,
-        "flags": f"0x{e_flags:08x}",
-        "float_abi": float_abi,
-        "eabi": eabi,
-    }
-
-
-def platform_from_elf(elf: dict):
-    """The platform an ELF header's userland belongs to (ARM variant left to the CPU), or None."""
-    if not elf:
-        return None
-    code, bits, little = elf["machine_code"], elf["bits"], elf["endian"] == "little"
-    name = None
-    if code == 40 and little:
-        name = "armel" if elf["float_abi"] == "soft" else "armhf"
-    elif code == 183 and little:
-        name = "arm64"
-    elif code == 62 and bits == 64:
-        name = "amd64"
-    elif code == 3:
-        name = "386"
-    elif code == 243 and bits == 64:
-        name = "riscv64"
-    elif code == 21 and little:
-        name = "ppc64le"
-    elif code == 22 and bits == 64:
-        name = "s390x"
-    elif code == 8 and bits == 64 and little:
-        name = "mips64le"
-    elif code == 258 and bits == 64:
-        name = "loong64"
-    return parse_platform(name) if name else None
-
-
-def dpkg_name_from_elf(elf: dict) -> str:
-    """The Debian architecture an ELF header implies (``armhf`` for hard-float ARM, ``armel`` soft)."""
-    plat = platform_from_elf(elf)
-    if plat is None:
-        return ""
-    if plat.architecture == "arm":
-        return "armel" if elf.get("float_abi") == "soft" else "armhf"
-    return plat.dpkg_arch
-
-
-# ---------------------------------------------------------------------------------------------------
 # The decision
-
-_BITS = {"amd64": 64, "arm64": 64, "riscv64": 64, "ppc64le": 64, "s390x": 64, "mips64le": 64, "loong64": 64}
-
-
-def _bits(plat: Platform) -> int:
-    return _BITS.get(plat.architecture, 32)
 
 
 def _userland(machine: str, elf, dpkg_arch: str, cpu: dict) -> tuple:
@@ -398,9 +280,9 @@ def _userland(machine: str, elf, dpkg_arch: str, cpu: dict) -> tuple:
     if elf_plat is not None:
         same = dpkg_plat is not None and dpkg_plat.architecture == elf_plat.architecture
         name = dpkg_arch if same else dpkg_name_from_elf(elf)
-        return elf_plat, name, f"a {_bits(elf_plat)}-bit {name} userland"
+        return elf_plat, name, f"a {elf_plat.bits}-bit {name} userland"
     if dpkg_plat is not None:
-        return dpkg_plat, dpkg_arch, f"a {_bits(dpkg_plat)}-bit {dpkg_arch} userland"
+        return dpkg_plat, dpkg_arch, f"a {dpkg_plat.bits}-bit {dpkg_arch} userland"
     if machine:
         described = "an unknown userland (no readable /bin/sh, no dpkg), so the kernel's word size"
         return platform_from_machine(machine), "", described
@@ -430,7 +312,7 @@ def decide_platform(machine: str, elf, dpkg_arch: str, cpu: dict, engine=None) -
     """
     machine = (machine or "").strip()
     plat, userland_name, described = _userland(machine, elf, dpkg_arch, cpu)
-    kbits = kernel_bits(machine)
+    kbits = machine_bits(machine)
     kernel = f"{kbits}-bit kernel ({machine})" if kbits else (f"kernel {machine}" if machine else "an unknown kernel")
     notes = []
     if engine and engine.get("reachable") and engine.get("arch"):
@@ -527,15 +409,37 @@ class DeviceReader:
         return self._run([docker, "version", "--format", "{{json .}}"])
 
 
+def engine_mismatch(engine, plat, userland_arch: str) -> str:
+    """Why the Docker engine does not run the device's own architecture, ``""`` when it does (or none is installed).
+
+    The engine's Go architecture must be the platform's and the userland's (a 32-bit OS needs the armhf engine
+    even on a 64-bit kernel).
+    """
+    if engine is None:
+        return ""
+    if not engine.get("reachable"):
+        return "no engine answers"
+    wanted = {plat.architecture}
+    try:
+        wanted.add(parse_platform(userland_arch).architecture if userland_arch else plat.architecture)
+    except PlatformError:
+        pass
+    if wanted == {engine.get("arch")}:
+        return ""
+    userland = f" and the userland {userland_arch}" if userland_arch else ""
+    return f"it is {engine.get('arch') or 'of no known architecture'}, the platform is {plat.oci}{userland}"
+
+
 def gather(reader) -> dict:
     """The ``fleet_device`` fact from a reader (:class:`DeviceReader` or a test double)."""
     machine = (reader.machine() or "").strip()
     cpuinfo = reader.cpuinfo()
     cpu = cpu_facts(cpuinfo, machine)
     elf_path, elf_bytes = reader.elf_header()
-    elf = parse_elf_header(elf_bytes)
-    if elf is not None:
-        elf["path"] = elf_path
+    header = parse_elf_header(elf_bytes)
+    elf = None
+    if header is not None:
+        elf = {"path": elf_path, **{key: header[key] for key in ELF_FACT_KEYS}}
     dpkg_arch = parse_dpkg_arch(reader.dpkg_arch())
     docker_text = reader.docker_version()
     engine = None
@@ -555,14 +459,14 @@ def gather(reader) -> dict:
         userland_bits = elf["bits"]
     elif dpkg_arch:
         try:
-            userland_bits = _bits(parse_platform(dpkg_arch))
+            userland_bits = parse_platform(dpkg_arch).bits
         except PlatformError:
             userland_bits = None
     else:
         userland_bits = None
     return {
         "machine": machine,
-        "kernel_bits": kernel_bits(machine),
+        "kernel_bits": machine_bits(machine),
         "userland_arch": userland_arch,
         "userland_bits": userland_bits,
         "elf": elf,
@@ -572,4 +476,5 @@ def gather(reader) -> dict:
         "engine": engine,
         "platform": plat.oci,
         "platform_reason": reason,
+        "engine_mismatch": engine_mismatch(engine, plat, userland_arch),
     }

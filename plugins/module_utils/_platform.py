@@ -9,7 +9,10 @@ Every spelling users and tools write for a platform (``aarch64``, ``arm64``, ``l
 ``armhf``, ``armv7l``, ``x86_64``, ``ppc64el``, ...) is parsed into a :class:`Platform` (os,
 architecture, variant) whose :attr:`Platform.oci` string is the normalised OCI form
 (``linux/arm64``, ``linux/arm/v7``). From a Platform the other names follow: the kernel's
-``uname -m`` machine, Debian's dpkg architecture and QEMU's user-mode target.
+``uname -m`` machine, Debian's dpkg architecture, QEMU's user-mode target, the word size and the ELF
+machine. The one ELF header parser of the collection lives here too (device facts read a system binary
+with it, binfmt its emulators and probes), as does the list of ``uname -m`` values a container of a
+platform may print on a host.
 
 Normalisation follows containerd's ``platforms.Normalize``: ``arm64/v8`` is written ``arm64``,
 plain ``arm`` means ``arm/v7``, ``amd64/v1`` is ``amd64``, ``armhf`` is ``arm/v7`` and ``armel``
@@ -19,6 +22,7 @@ is ``arm/v6``.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from dataclasses import dataclass
 
@@ -27,31 +31,38 @@ KNOWN_OS = ("linux", "windows", "darwin", "freebsd")
 
 @dataclass(frozen=True)
 class _Arch:
-    oci: str  # OCI / Go architecture name
+    oci: str  # OCI / Go architecture name (Go's GOARCH, docker's `Arch`)
     variants: tuple  # allowed variants, the first one is the default ("" = none)
     omit_variant: str  # the variant the normalised form leaves out ("" = none)
     qemu: str  # QEMU user-mode target (qemu-<target>-static)
-    machines: dict  # variant -> kernel `uname -m` machine
+    machines: dict  # variant -> the kernel's `uname -m` machines, the usual one first
     dpkg: dict  # variant -> Debian architecture
+    bits: int  # word size
+    elf_machine: int  # ELF e_machine
+    elf_name: str  # what readelf calls that machine
+    byteorder: str = "little"
 
 
 _ARCHES = (
-    _Arch("amd64", ("", "v1", "v2", "v3", "v4"), "v1", "x86_64", {"": "x86_64"}, {"": "amd64"}),
-    _Arch("386", ("",), "", "i386", {"": "i686"}, {"": "i386"}),
-    _Arch("arm64", ("v8",), "v8", "aarch64", {"v8": "aarch64"}, {"v8": "arm64"}),
+    _Arch("amd64", ("", "v1", "v2", "v3", "v4"), "v1", "x86_64", {"": ("x86_64",)}, {"": "amd64"}, 64, 62, "x86-64"),
+    _Arch("386", ("",), "", "i386", {"": ("i686", "i386")}, {"": "i386"}, 32, 3, "x86"),
+    _Arch("arm64", ("v8",), "v8", "aarch64", {"v8": ("aarch64",)}, {"v8": "arm64"}, 64, 183, "AArch64"),
     _Arch(
         "arm",
         ("v7", "v6", "v5"),
         "",
         "arm",
-        {"v7": "armv7l", "v6": "armv6l", "v5": "armv5tel"},
+        {"v7": ("armv7l",), "v6": ("armv6l",), "v5": ("armv5tel", "armv5tejl")},
         {"v7": "armhf", "v6": "armel", "v5": "armel"},
+        32,
+        40,
+        "ARM",
     ),
-    _Arch("riscv64", ("",), "", "riscv64", {"": "riscv64"}, {"": "riscv64"}),
-    _Arch("ppc64le", ("",), "", "ppc64le", {"": "ppc64le"}, {"": "ppc64el"}),
-    _Arch("s390x", ("",), "", "s390x", {"": "s390x"}, {"": "s390x"}),
-    _Arch("mips64le", ("",), "", "mips64el", {"": "mips64"}, {"": "mips64el"}),
-    _Arch("loong64", ("",), "", "loongarch64", {"": "loongarch64"}, {"": "loong64"}),
+    _Arch("riscv64", ("",), "", "riscv64", {"": ("riscv64",)}, {"": "riscv64"}, 64, 243, "RISC-V"),
+    _Arch("ppc64le", ("",), "", "ppc64le", {"": ("ppc64le",)}, {"": "ppc64el"}, 64, 21, "PowerPC64"),
+    _Arch("s390x", ("",), "", "s390x", {"": ("s390x",)}, {"": "s390x"}, 64, 22, "S390", "big"),
+    _Arch("mips64le", ("",), "", "mips64el", {"": ("mips64",)}, {"": "mips64el"}, 64, 8, "MIPS"),
+    _Arch("loong64", ("",), "", "loongarch64", {"": ("loongarch64",)}, {"": "loong64"}, 64, 258, "LoongArch"),
 )
 _BY_OCI = {a.oci: a for a in _ARCHES}
 
@@ -144,10 +155,20 @@ class Platform:
         return self._arch.qemu
 
     @property
+    def machines(self) -> tuple:
+        """The kernel's ``uname -m`` values of this platform, the usual one first."""
+        machines = self._arch.machines
+        return machines.get(self.effective_variant, machines.get(self._arch.variants[0], ()))
+
+    @property
     def machine(self) -> str:
         """The kernel's ``uname -m`` for this platform (``aarch64``, ``armv7l``, ``x86_64``)."""
-        machines = self._arch.machines
-        return machines.get(self.effective_variant, machines.get(self._arch.variants[0], ""))
+        return (self.machines or ("",))[0]
+
+    @property
+    def bits(self) -> int:
+        """The word size: 64 (``linux/arm64``) or 32 (``linux/arm/v7``, ``linux/386``)."""
+        return self._arch.bits
 
     @property
     def dpkg_arch(self) -> str:
@@ -331,3 +352,129 @@ def compatible_platforms(host) -> list:
             if candidate not in out:
                 out.append(candidate)
     return out
+
+
+def container_machines(platform, host) -> list:
+    """The ``uname -m`` values a container of ``platform`` may print on a host of platform ``host``.
+
+    Its own machines; under QEMU user emulation the emulator's CPU instead (``qemu-arm`` is an ARMv7 CPU
+    whatever the image's variant, so an arm/v6 container prints armv7l); a platform the host runs natively
+    without being it (linux/386 on linux/amd64) prints the host kernel's machine.
+    """
+    plat, host = parse_platform(platform), parse_platform(host)
+    out = list(plat.machines)
+    if plat.architecture == host.architecture:
+        extra = [host.machine]
+    elif plat in native_platforms(host):
+        extra = [host.machine]
+    else:
+        extra = [platform_from_qemu_target(plat.qemu_target).machine]
+    return out + [m for m in extra if m and m not in out]
+
+
+def machine_bits(machine: str):
+    """The kernel's word size from its ``uname -m`` (64, 32), None when unknown.
+
+    ``armv8l`` and ``armv8b`` are a 32-bit personality (``linux32``) on a 64-bit kernel; a 32-bit ARM kernel
+    says armv7l or lower.
+    """
+    low = (machine or "").strip().lower()
+    if not low:
+        return None
+    if low in ("armv8l", "armv8b", "ppc64", "mips64", "arm64", "amd64"):
+        return 64
+    try:
+        return platform_from_machine(low).bits
+    except PlatformError:
+        pass
+    if low.startswith(("armv", "i386", "i486", "i586", "i686", "riscv32", "mips", "ppc")):
+        return 32
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- ELF
+
+EF_ARM_ABI_FLOAT_SOFT = 0x200
+EF_ARM_ABI_FLOAT_HARD = 0x400
+PT_INTERP = 3
+
+
+def parse_elf_header(data: bytes):
+    """The ELF header of a binary, or None when ``data`` does not start with one.
+
+    ``{class, bits, endian, machine, machine_code, flags, flags_value, float_abi, eabi, type, entry, phnum,
+    static}``: ``machine`` is readelf's name (``AArch64``), ``flags`` e_flags as hex, ``float_abi`` ``hard`` or
+    ``soft`` for ARM (from e_flags), ``static`` False when a program header is PT_INTERP (dynamically linked),
+    None when the program headers lie beyond ``data``.
+    """
+    if not data or len(data) < 52 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+        return None
+    bits = 32 if data[4] == 1 else 64
+    order = "<" if data[5] == 1 else ">"
+    if bits == 64:
+        if len(data) < 64:
+            return None
+        e_type, code, _version, entry, phoff, _shoff, flags, _ehsize, phentsize, phnum = struct.unpack_from(
+            order + "HHIQQQIHHH", data, 16
+        )
+    else:
+        e_type, code, _version, entry, phoff, _shoff, flags, _ehsize, phentsize, phnum = struct.unpack_from(
+            order + "HHIIIIIHHH", data, 16
+        )
+    static = True
+    for i in range(phnum):
+        off = phoff + i * phentsize
+        if off + 4 > len(data):
+            static = None
+            break
+        if struct.unpack_from(order + "I", data, off)[0] == PT_INTERP:
+            static = False
+            break
+    float_abi, eabi = "", None
+    if code == 40:
+        eabi = flags >> 24
+        if flags & EF_ARM_ABI_FLOAT_HARD:
+            float_abi = "hard"
+        elif flags & EF_ARM_ABI_FLOAT_SOFT:
+            float_abi = "soft"
+    names = {a.elf_machine: a.elf_name for a in _ARCHES}
+    return {
+        "class": f"ELF{bits}",
+        "bits": bits,
+        "endian": "little" if order == "<" else "big",
+        "machine": names.get(code, f"EM_{code}"),
+        "machine_code": code,
+        "flags": f"0x{flags:08x}",
+        "flags_value": flags,
+        "float_abi": float_abi,
+        "eabi": eabi,
+        "type": e_type,
+        "entry": entry,
+        "phnum": phnum,
+        "static": static,
+    }
+
+
+def platform_from_elf(elf):
+    """The platform whose programs an ELF header belongs to (for ARM: v6 when soft-float, else v7), or None."""
+    if not elf:
+        return None
+    for arch in _ARCHES:
+        if (arch.elf_machine, arch.bits, arch.byteorder) != (elf["machine_code"], elf["bits"], elf["endian"]):
+            continue
+        if arch.oci == "arm":
+            return parse_platform("armel" if elf.get("float_abi") == "soft" else "armhf")
+        return parse_platform(arch.oci)
+    return None
+
+
+def dpkg_name_from_elf(elf) -> str:
+    """The Debian architecture an ELF header implies (``armhf`` for hard-float ARM, ``armel`` soft), or ``""``."""
+    plat = platform_from_elf(elf)
+    return plat.dpkg_arch if plat is not None else ""
+
+
+def elf_identity(platform) -> tuple:
+    """``(bits, byte order "<" or ">", e_machine)`` of a platform's programs (to write an ELF header)."""
+    arch = parse_platform(platform)._arch
+    return arch.bits, "<" if arch.byteorder == "little" else ">", arch.elf_machine

@@ -167,6 +167,13 @@ platforms:
       description: The OCI platform the emulator runs.
       type: str
       sample: linux/arm64
+    machines:
+      description:
+        - What C(uname -m) may print in a container of RV(platforms[].platform) on this host (the emulated CPU
+          can differ from the image's variant, C(qemu-arm) is an ARMv7 CPU).
+      type: list
+      elements: str
+      sample: [aarch64]
     target:
       description: QEMU's target name.
       type: str
@@ -188,6 +195,7 @@ platforms:
   sample:
     - name: qemu-aarch64
       platform: linux/arm64
+      machines: [aarch64]
       target: aarch64
       registered: true
       enabled: true
@@ -207,9 +215,25 @@ skipped_platforms:
   returned: always
   type: list
   elements: dict
+  contains:
+    platform:
+      description: The OCI platform.
+      type: str
+    target:
+      description: QEMU's target name for it.
+      type: str
+    reason:
+      description: Why it was not registered.
+      type: str
+    machines:
+      description: What C(uname -m) may print in a container of that platform on this host.
+      type: list
+      elements: str
   sample:
     - platform: linux/amd64
+      target: x86_64
       reason: native platform of this host, runs without emulation
+      machines: [x86_64]
 replaced:
   description: Existing entries that were (or in check mode would be) replaced, with the new entry's settings.
   returned: always
@@ -259,6 +283,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     PlatformError,
+    container_machines,
     host_platform,
     native_platforms,
     parse_platform,
@@ -304,7 +329,9 @@ def resolve_targets(specs: list, host) -> tuple:
                 reason = f"native platform of this host ({host.oci}), runs without emulation"
             else:
                 reason = f"runs natively on a {host.oci} host, no emulation needed"
-            skipped.append({"platform": plat.oci, "target": target, "reason": reason})
+            skipped.append(
+                {"platform": plat.oci, "target": target, "reason": reason, "machines": container_machines(plat, host)}
+            )
             continue
         targets.append(target)
     return targets, skipped, every
@@ -493,6 +520,7 @@ class BinfmtManager:
                 {
                     "name": self.name(target),
                     "platform": platform_from_qemu_target(target).oci,
+                    "machines": container_machines(platform_from_qemu_target(target), self.host),
                     "target": target,
                     "registered": entry is not None,
                     "enabled": bool(entry and entry["enabled"]),

@@ -248,6 +248,13 @@ ansible_facts:
           type: str
           sample: >-
             64-bit kernel (aarch64) with a 32-bit armhf userland; ARMv8 CPU: 32-bit ARM images stop at v7: linux/arm/v7
+        engine_mismatch:
+          description:
+            - Empty when the Docker engine runs the device's own architecture (or no engine is installed); otherwise
+              why not (no engine answers, or the engine's architecture against the platform's and the userland's).
+            - A 32-bit OS needs the armhf engine even on a 64-bit kernel.
+          type: str
+          sample: it is arm64, the platform is linux/arm/v7 and the userland armhf
 """
 
 import platform as pyplatform

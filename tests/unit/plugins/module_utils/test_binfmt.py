@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import platform_from_qemu_target
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
+    parse_elf_header,
+    platform_from_qemu_target,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "binfmt"
 DEBIAN_BINFMTS = Path("/usr/share/binfmts")
@@ -365,9 +368,9 @@ EXPECTED_ELF = {
 @pytest.mark.parametrize("target", sorted(EXPECTED_ELF))
 def test_probe_headers(target):
     data = bf.build_probe(target)
-    info = bf.parse_elf_header(data)
+    info = parse_elf_header(data)
     bits, order, machine, flags = EXPECTED_ELF[target]
-    assert (info["bits"], info["byteorder"], info["machine"], info["flags"]) == (bits, order, machine, flags)
+    assert (info["bits"], info["endian"], info["machine_code"], info["flags_value"]) == (bits, order, machine, flags)
     assert info["type"] == 2  # ET_EXEC
     assert info["static"] is True
     assert info["phnum"] == 1
@@ -401,8 +404,8 @@ def test_argv0_probe_headers(target):
     """Same header as the exit probe (what binfmt_misc matches), other instructions; run for real in
     tests/integration/test_binfmt.py under each emulator, with and without the argv[0] QEMU is handed."""
     data = bf.build_argv0_probe(target)
-    info = bf.parse_elf_header(data)
-    assert (info["bits"], info["byteorder"], info["machine"], info["flags"]) == EXPECTED_ELF[target]
+    info = parse_elf_header(data)
+    assert (info["bits"], info["endian"], info["machine_code"], info["flags_value"]) == EXPECTED_ELF[target]
     assert info["static"] is True and info["type"] == 2
     assert data[:16] == bf.build_probe(target)[:16]  # the same ELF identification bytes
     assert data != bf.build_probe(target, bf.ARGV0_PRESERVED)
@@ -442,15 +445,6 @@ def test_probe_errors():
         bf.build_probe("sparc")
     with pytest.raises(bf.BinfmtError, match=r"0\.\.127"):
         bf.build_probe("arm", 300)
-
-
-def test_parse_elf_header_refuses_other_files():
-    with pytest.raises(bf.BinfmtError, match="not an ELF file"):
-        bf.parse_elf_header(b"#!/bin/sh\n" + b" " * 60)
-
-
-def test_parse_elf_header_sees_a_dynamic_binary():
-    assert bf.parse_elf_header(Path("/bin/sh").read_bytes()[:65536])["static"] is False
 
 
 # ------------------------------------------------------------------------------------------ host helpers

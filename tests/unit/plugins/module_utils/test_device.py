@@ -212,12 +212,6 @@ def test_real_elf_headers(case):
         assert elf["eabi"] == 5
 
 
-@pytest.mark.parametrize("data", [b"", b"#!/bin/sh\n", b"\x7fELF" + b"\x00" * 10, b"\x7fELF\x03\x01" + b"\x00" * 60])
-def test_not_an_elf_header(data):
-    assert dev.parse_elf_header(data) is None
-    assert dev.platform_from_elf(None) is None
-
-
 def test_soft_float_userland_on_armv7_cpu_is_arm_v7():
     elf = dev.parse_elf_header(bytes.fromhex(elf_hex("busybox-1.35-armel").strip()))
     cpu = dev.cpu_facts((FIXTURES / "pi-2-b-raspbian" / "cpuinfo").read_text(), "armv7l")
@@ -297,14 +291,6 @@ def test_meminfo(text, expected):
     assert dev.parse_meminfo(text) == expected
 
 
-@pytest.mark.parametrize(
-    ("machine", "bits"),
-    [("aarch64", 64), ("armv8l", 64), ("armv7l", 32), ("armv6l", 32), ("x86_64", 64), ("i686", 32), ("", None)],
-)
-def test_kernel_bits(machine, bits):
-    assert dev.kernel_bits(machine) == bits
-
-
 def test_dpkg_output():
     assert dev.parse_dpkg_arch("armhf\n") == "armhf"
     assert dev.parse_dpkg_arch("") == ""
@@ -354,3 +340,30 @@ def test_reader_reads_this_machine():
     assert "processor" in reader.cpuinfo()
     assert "MemTotal" in reader.meminfo()
     assert reader.read_text("/nonexistent/fleet-multiarch") == ""
+
+
+def _engine(arch: str, reachable: bool = True) -> dict:
+    """What parse_docker_version makes of `docker version --format '{{json .}}'` on such an engine."""
+    server = {"Version": "20.10.24+dfsg1", "ApiVersion": "1.41", "Arch": arch, "Os": "linux"} if reachable else None
+    return dev.parse_docker_version(
+        json.dumps({"Client": {"Version": "20.10.24+dfsg1", "Arch": arch}, "Server": server})
+    )
+
+
+@pytest.mark.parametrize(
+    ("board", "engine_arch", "reachable", "mismatch"),
+    [
+        ("pi-4-b-kernel64-armhf", "arm", True, ""),  # 64-bit kernel, 32-bit OS, the armhf engine: right
+        ("pi-4-b-kernel64-armhf", "arm64", True, "it is arm64, the platform is linux/arm/v7 and the userland armhf"),
+        ("pi-4-b-raspbian", "arm", True, ""),
+        ("x86_64-build-host", "amd64", True, ""),
+        ("pi-2-b-raspbian", "arm", False, "no engine answers"),
+    ],
+)
+def test_engine_mismatch_on_real_boards(board, engine_arch, reachable, mismatch):
+    """The device role's check, from device_facts: the engine must run the userland's architecture."""
+    reader = FixtureReader(board, **{"docker_version.json": json.dumps({})})
+    facts = dev.gather(reader)
+    plat = dev.parse_platform(facts["platform"])
+    assert dev.engine_mismatch(_engine(engine_arch, reachable), plat, facts["userland_arch"]) == mismatch
+    assert dev.engine_mismatch(None, plat, facts["userland_arch"]) == ""  # no engine installed: another task's concern

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +281,76 @@ def test_platform_is_hashable_and_frozen():
     with pytest.raises(AttributeError):
         parse_platform("arm64").architecture = "arm"  # type: ignore[misc]
     assert Platform("linux", "arm64") == parse_platform("arm64")
+
+
+# ------------------------------------------------------------------------- the table's other columns
+
+
+@pytest.mark.parametrize(
+    ("machine", "bits"),
+    [
+        ("aarch64", 64),
+        ("armv8l", 64),  # linux32 on a 64-bit kernel
+        ("armv7l", 32),
+        ("armv6l", 32),
+        ("x86_64", 64),
+        ("i686", 32),
+        ("mips64", 64),
+        ("riscv32", 32),
+        ("sparc64", None),
+        ("", None),
+    ],
+)
+def test_machine_bits(machine, bits):
+    assert pf.machine_bits(machine) == bits
+
+
+@pytest.mark.parametrize(
+    ("platform", "host", "machines"),
+    [
+        ("linux/amd64", "linux/amd64", ["x86_64"]),
+        ("linux/386", "linux/amd64", ["i686", "i386", "x86_64"]),  # native 32-bit: the 64-bit kernel's machine
+        ("linux/arm64", "linux/amd64", ["aarch64"]),
+        ("linux/arm/v7", "linux/amd64", ["armv7l"]),
+        ("linux/arm/v6", "linux/amd64", ["armv6l", "armv7l"]),  # qemu-arm is an ARMv7 CPU
+        ("linux/arm/v5", "linux/amd64", ["armv5tel", "armv5tejl", "armv7l"]),
+        ("linux/arm/v6", "linux/arm/v6", ["armv6l"]),  # a Pi Zero runs it natively
+        ("linux/mips64le", "linux/amd64", ["mips64"]),
+        ("linux/loong64", "linux/amd64", ["loongarch64"]),
+    ],
+)
+def test_container_machines(platform, host, machines):
+    """What the build host's smoke test accepts from ``uname -m`` in a container of each platform."""
+    assert pf.container_machines(platform, host) == machines
+
+
+def test_elf_identity_and_the_parser_agree_for_every_architecture():
+    """One table: the ELF identity written for a platform reads back as that platform."""
+    for arch in pf.known_architectures():
+        plat = pf.parse_platform(arch)
+        bits, order, machine = pf.elf_identity(plat)
+        ident = b"\x7fELF" + bytes([1 if bits == 32 else 2, 1 if order == "<" else 2, 1, 0]) + b"\x00" * 8
+        if bits == 64:
+            header = ident + struct.pack(order + "HHIQQQIHHHHHH", 2, machine, 1, 0, 0, 0, 0x400, 64, 56, 0, 0, 0, 0)
+        else:
+            header = ident + struct.pack(order + "HHIIIIIHHHHHH", 2, machine, 1, 0, 0, 0, 0x400, 52, 32, 0, 0, 0, 0)
+        elf = pf.parse_elf_header(header)
+        assert elf["bits"] == plat.bits == bits
+        expected = "linux/arm/v7" if arch == "arm" else plat.oci  # hard-float ARM (e_flags 0x400): armhf
+        assert pf.platform_from_elf(elf).oci == expected, arch
+        assert elf["static"] is True  # no program header
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"#!/bin/sh\n" + b" " * 60, b"\x7fELF" + b"\x00" * 10, b"\x7fELF\x03\x01" + b"\x00" * 60]
+)
+def test_not_an_elf_header(data):
+    assert pf.parse_elf_header(data) is None
+    assert pf.platform_from_elf(None) is None
+
+
+def test_a_dynamic_binary_of_this_host():
+    elf = pf.parse_elf_header(Path("/bin/sh").read_bytes()[:65536])
+    assert elf["static"] is False
+    assert pf.platform_from_elf(elf) == pf.host_platform()
+    assert pf.parse_elf_header(Path("/bin/sh").read_bytes()[:64])["static"] is None  # program headers not read

@@ -68,6 +68,7 @@ def test_check_mode_plans_replacing_debian_entries(proc, emulators, amd64_host, 
     assert result["platforms"][0] == {
         "name": "qemu-aarch64",
         "platform": "linux/arm64",
+        "machines": ["aarch64"],
         "target": "aarch64",
         "registered": True,
         "enabled": True,
@@ -76,6 +77,8 @@ def test_check_mode_plans_replacing_debian_entries(proc, emulators, amd64_host, 
     }
     assert [s["platform"] for s in result["skipped_platforms"]] == ["linux/386", "linux/amd64"]
     assert "runs natively" in result["skipped_platforms"][0]["reason"]
+    # what uname -m may print in such a container: a 32-bit x86 one on this 64-bit kernel says x86_64
+    assert result["skipped_platforms"][0]["machines"] == ["i686", "i386", "x86_64"]
     assert result["replaced"][0] == {
         "name": "qemu-aarch64",
         "old_interpreter": "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",

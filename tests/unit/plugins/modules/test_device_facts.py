@@ -88,6 +88,7 @@ def test_main_reports_fleet_device(monkeypatch, capsys, board, elf, platform):
         "engine",
         "platform",
         "platform_reason",
+        "engine_mismatch",
     }
 
 
