@@ -18,15 +18,24 @@ history record.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt import BinfmtMisc, can_run, runnable_platforms
 from ansible_collections.fleet.multiarch.plugins.module_utils._device import DeviceReader, gather
-from ansible_collections.fleet.multiarch.plugins.module_utils._engine import EngineError, docker_host
+from ansible_collections.fleet.multiarch.plugins.module_utils._engine import (
+    NO_SPACE,
+    EngineError,
+    PullTimeout,
+    docker_host,
+)
 from ansible_collections.fleet.multiarch.plugins.module_utils._history import (
+    IN_PROGRESS,
     History,
+    HistoryError,
     default_path,
     new_record,
     now_text,
@@ -46,10 +55,12 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import (
     diff_view,
     expected_digests,
     fixed_host_ports,
+    image_bytes,
     image_name,
     log_tail,
     next_name,
     no_platform_message,
+    not_deployed_message,
     older_name,
     plan,
     previous_name,
@@ -183,14 +194,25 @@ class RolloutManager:
             "pull_seconds": 0.0,
             "swap_seconds": 0.0,
             "history_file": self.history.path,
+            "recovered": None,
         }
+        # The swap of an earlier task that this one found interrupted and undid (:meth:`recover`).
+        self.recovered = None
+        # Whether this task's own swap has begun (its IN_PROGRESS record written) and not ended.
+        self.swap_open = False
 
     def run(self) -> dict:
         """Deploy or roll back: the result. Every expected failure is a :class:`RolloutFailed`."""
         try:
             return self.deploy() if self.params["state"] == "started" else self.rollback()
         except LAYER_ERRORS as exc:
-            raise RolloutFailed(str(exc)) from exc
+            message = str(exc)
+            if self.swap_open:
+                message += (
+                    f". The swap stopped in its middle; its record in {self.history.path} says so, and the next run"
+                    " of this task puts back what ran before it"
+                )
+            raise RolloutFailed(message) from exc
 
     # ---- helpers
 
@@ -248,7 +270,16 @@ class RolloutManager:
             return engine_failure(exc)
         return self.waiter.start_and_wait(container)
 
-    def write(self, target: dict, outcome: str, health: dict | None, *, previous: dict | None = None) -> None:
+    def write(
+        self,
+        target: dict,
+        outcome: str,
+        health: dict | None,
+        *,
+        previous: dict | None = None,
+        detail: str = "",
+        swap: dict | None = None,
+    ) -> None:
         """Append the record of this task's action and its ``outcome`` to the history."""
         entry = new_record(
             when=now_text(),
@@ -262,11 +293,14 @@ class RolloutManager:
             config_hash=target.get("config_hash", ""),
             health=health,
             seconds=self.clock() - self.started,
-            detail=(health or {}).get("detail", ""),
+            detail=detail or (health or {}).get("detail", ""),
         )
         if target.get("previous_restart_policy"):
             entry["previous_restart_policy"] = target["previous_restart_policy"]
+        if swap is not None:
+            entry["swap"] = swap
         self.history.append(entry)
+        self.swap_open = outcome == IN_PROGRESS
 
     def keep_logs(self, failed) -> list:
         """The ``failed`` container's last ``log_lines`` log lines, kept in the result (read before it goes)."""
@@ -308,7 +342,12 @@ class RolloutManager:
         """Put ``swap.incoming`` in the place of ``swap.outgoing``, in ``update_order``; on failure undo and raise.
 
         The outgoing container ends as ``<name>-previous``, stopped, with restart policy ``no``.
+
+        Before the first change an :data:`IN_PROGRESS` record with the ids of the containers involved is written
+        (on disk before anything moves); how the swap ends takes its place. A swap cut short - the device lost
+        power, the engine or this task went away - leaves it, and the next task undoes the swap (:meth:`recover`).
         """
+        self.journal(swap)
         # Where the outgoing container waits while the names move: a created container comes from <name>-next, so
         # the outgoing one goes straight to <name>-previous; the kept one comes from there, so it waits at -next.
         parking = previous_name(self.name) if swap.created else next_name(self.name)
@@ -322,19 +361,21 @@ class RolloutManager:
         self.write(swap.target, "ok", health, previous=swap.outgoing_deployment)
 
     def swap_stop_first(self, swap: Swap, parking: str) -> dict:
-        """The names move while the outgoing container still serves (it loses its restart policy, so the engine
-        cannot start it over the incoming one); then it stops and the incoming one starts - the window in which
-        the application does not answer - and the incoming one is checked. Also the way when nothing runs."""
+        """The names move while the outgoing container still serves; then it loses its restart policy (so that
+        the engine cannot start it beside the incoming one), stops, and the incoming one starts - the window in
+        which the application does not answer - and the incoming one is checked. Also the way when nothing runs.
+
+        The outgoing container keeps its restart policy until just before it stops: the device loses power
+        before that, and the engine starts it again when the device boots."""
         engine, incoming, outgoing = self.engine, swap.incoming, swap.outgoing
         if outgoing is not None:
             self.note_outgoing_policy(swap)
             self.set_aside(swap, parking)
         try:
-            if outgoing is not None:
-                engine.set_restart_policy(outgoing, NO_RESTART)
             self.take_name(incoming, swap.incoming_policy)
             begin = self.clock()
             if outgoing is not None:
+                engine.set_restart_policy(outgoing, NO_RESTART)
                 engine.stop(outgoing, self.params["stop_timeout"])
             engine.start(incoming)
             self.result["swap_seconds"] = round(self.clock() - begin, 3)
@@ -448,6 +489,107 @@ class RolloutManager:
             )
         self.fail(target, outcome, health, message, previous=before)
 
+    # ---- a swap cut short
+
+    def journal(self, swap: Swap) -> None:
+        """The :data:`IN_PROGRESS` record of ``swap``: the ids of its containers and the policy to give back."""
+        kept = self.engine.container(previous_name(self.name)) if swap.created else None
+        ids = {
+            "incoming": swap.incoming.id,
+            "outgoing": swap.outgoing.id if swap.outgoing is not None else "",
+            "kept": kept.id if kept is not None else "",
+            "created": swap.created,
+            "outgoing_policy": restart_policy_of(swap.outgoing.attrs) if swap.outgoing is not None else None,
+        }
+        self.write(swap.target, IN_PROGRESS, None, previous=swap.outgoing_deployment, swap=ids)
+
+    def recover(self) -> None:
+        """Undo the swap of an earlier task that never ended (its :data:`IN_PROGRESS` record is the last one).
+
+        The record becomes ``interrupted`` (what was undone, what runs now), a warning says the same, and the task
+        goes on as usual from there. In check mode nothing is touched; the warning says what the task would undo.
+        """
+        try:
+            last = self.history.last(self.name)
+        except HistoryError as exc:  # as a history that cannot be written, it does not stop a deployment
+            self.module.warn(f"{exc}; an interrupted swap recorded there cannot be undone")
+            return
+        if last is None or last.get("result") != IN_PROGRESS:
+            return
+        kind = "rollback" if last.get("action") == "rolled_back" else "deployment"
+        what = (
+            f"the {kind} of {self.name} to {last.get('digest') or 'its previous container'} begun at {last.get('time')}"
+        )
+        if self.module.check_mode:
+            self.module.warn(f"{what} was interrupted; the task would undo it first")
+            return
+        restored, health = self.undo(last.get("swap") or {})
+        if restored is None:
+            now = "nothing ran before it, so nothing runs"
+        else:
+            now = f"{self.name} ({restored['digest'] or 'not deployed by this module'}) runs again"
+            if health is not None:
+                now += f", started again and {health['status']} ({health['detail']})"
+        detail = (
+            f"{what} was interrupted (the device lost power, or the engine or the task stopped) and is undone: {now}"
+        )
+        fields = {
+            key: last.get(key, "") for key in ("reference", "digest", "previous_digest", "platform", "config_hash")
+        }
+        self.history.append(
+            new_record(
+                when=now_text(),
+                name=self.name,
+                action=last.get("action", ""),
+                result="interrupted",
+                health=health,
+                detail=detail,
+                **fields,
+            )
+        )
+        self.module.warn(detail)
+        self.recovered = {
+            "time": last.get("time", ""),
+            "action": last.get("action", ""),
+            "digest": last.get("digest", ""),
+            "detail": detail,
+        }
+        self.result.update(changed=True, recovered=self.recovered)
+
+    def undo(self, swap: dict) -> tuple:
+        """Put each container of an interrupted ``swap`` back where it was; ``(what runs, its health or None)``.
+
+        Whatever part of the swap the engine kept (a power cut also loses what the engine had not written yet),
+        the containers are found by their ids: a created incoming one is removed; one that a rollback brought back
+        is stopped and goes back to ``<name>-previous`` with restart policy ``no``; the outgoing one gets the name
+        and its restart policy back, and is started and checked when it does not run; a deployment's kept
+        container is ``<name>-previous`` again.
+        """
+        engine, name = self.engine, self.name
+        incoming, outgoing, kept = (
+            engine.container(swap[key]) if swap.get(key) else None for key in ("incoming", "outgoing", "kept")
+        )
+        if incoming is not None and swap.get("created"):
+            engine.remove(incoming)
+        elif incoming is not None:
+            engine.set_restart_policy(incoming, NO_RESTART)
+            engine.stop(incoming, self.params["stop_timeout"])
+            if incoming.name == name:
+                self.drop(next_name(name))
+                engine.rename(incoming, next_name(name))
+        health = None
+        if outgoing is not None:
+            if outgoing.name != name:
+                engine.rename(outgoing, name)
+            if swap.get("outgoing_policy"):
+                engine.set_restart_policy(outgoing, swap["outgoing_policy"])
+            if not deployment_of(outgoing.attrs)["running"]:
+                health = self.waiter.start_and_wait(outgoing)
+        back = kept if swap.get("created") else incoming
+        if back is not None and back.name != previous_name(name):
+            engine.rename(back, previous_name(name))
+        return (deployment_of(outgoing.attrs) if outgoing is not None else None), health
+
     # ---- state: started
 
     def deploy(self) -> dict:
@@ -460,6 +602,7 @@ class RolloutManager:
             if conflict:
                 raise RolloutFailed(conflict)
         chash = config_hash(config)
+        self.recover()
         current = self.engine.container(self.name)
         current_deployment = deployment_of(current.attrs) if current is not None else None
         if current_deployment:  # also what a refusal below reports: the container as it stays
@@ -486,22 +629,61 @@ class RolloutManager:
         if self.module._diff:
             self.result["diff"] = {"before": diff_view(current_deployment), "after": diff_view(target, config)}
         if action == "none" or self.module.check_mode:
-            self.result["changed"] = action != "none"
+            self.result["changed"] = action != "none" or self.recovered is not None
             return self.finish()
 
         labels = deployment_labels(str(ref), digest, platform, chash, config["restart_policy"])
         self.result["changed"] = True
         begin = self.clock()
-        if not self.engine.has_image(image):
-            self.engine.pull(ref.name, digest, platform, self.auth_config())
-        self.result["pull_seconds"] = round(self.clock() - begin, 3)
+        incoming = None
+        try:
+            if not self.engine.has_image(image):
+                self.engine.pull(ref.name, digest, platform, self.auth_config(), params["pull_timeout"])
+            self.result["pull_seconds"] = round(self.clock() - begin, 3)
+            if action != "start":
+                self.drop(next_name(self.name))
+                incoming = self.engine.create(image, next_name(self.name), create_kwargs(config, labels))
+        except EngineError as exc:
+            self.not_deployed(exc, target, current_deployment, client, ref)
         if action == "start":
             self.start_again(current, target)
         else:
-            self.drop(next_name(self.name))
-            incoming = self.engine.create(image, next_name(self.name), create_kwargs(config, labels))
             self.replace(Swap(incoming, current, current_deployment, target, created=True))
         return self.finish()
+
+    def not_deployed(self, exc: EngineError, target: dict, current: dict | None, client, ref) -> None:
+        """The pull (or the create) failed, before any container was touched: say so, record it, and fail."""
+        self.result["pull_seconds"] = round(self.clock() - self.started, 3) if isinstance(exc, PullTimeout) else 0.0
+        self.result.update(changed=self.recovered is not None, digest_after=(current or {}).get("digest", ""))
+        if current is None:
+            running = "nothing ran before, and nothing runs"
+        else:
+            what = current["digest"] or "a container not deployed by this module"
+            state = "still runs" if current["running"] else "is still there (stopped)"
+            running = f"{self.name} ({what}) {state}"
+        no_space = self.no_space(client, ref, target["digest"]) if NO_SPACE in str(exc) else None
+        message = not_deployed_message(
+            str(exc), running=running, timed_out=isinstance(exc, PullTimeout), no_space=no_space
+        )
+        self.write(target, "failed", None, previous=current, detail=message)
+        raise RolloutFailed(message)
+
+    def no_space(self, client, ref, digest: str) -> dict:
+        """What a full disk message says: the engine's host, its data root and what is free there (for an engine
+        on this device), and what the image downloads (from its manifest in the registry)."""
+        path = self.engine.data_root()
+        free = None
+        if path and docker_host(self.params.get("docker_host")).startswith("unix://"):
+            try:
+                stat = os.statvfs(path)
+                free = stat.f_bfree * stat.f_frsize  # the engine runs as root: the reserved blocks are its too
+            except OSError:
+                free = None
+        try:
+            needed = image_bytes(client.get_manifest(ref.repository, digest).data)
+        except RegistryError:
+            needed = 0
+        return {"device": socket.gethostname(), "path": path, "free": free, "needed": needed}
 
     def start_again(self, container, target: dict) -> None:
         """The same deployment, stopped: start it and check it."""
@@ -518,6 +700,7 @@ class RolloutManager:
 
     def rollback(self) -> dict:
         engine = self.engine
+        self.recover()
         current = engine.container(self.name)
         kept = engine.container(previous_name(self.name))
         current_deployment = deployment_of(current.attrs) if current is not None else None
@@ -543,6 +726,7 @@ class RolloutManager:
         )
         if done:
             self.result["action"] = "none"
+            self.result["changed"] = self.recovered is not None
             return self.finish()
         if kept is None:
             raise RolloutFailed(

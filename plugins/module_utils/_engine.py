@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 try:
     import docker
@@ -56,10 +57,28 @@ class EngineError(Exception):
     """An Engine API call failed; the message names the call and what the engine said."""
 
 
+class PullTimeout(EngineError):
+    """A pull did not finish in its time (the engine cancels it when this process, its client, goes away)."""
+
+
+# What the engine says when the file system of its data is full (the Go error text of ENOSPC).
+NO_SPACE = "no space left on device"
+
+
 def docker_host(option: str | None = None, environ=None) -> str:
     """``option``, else ``$DOCKER_HOST``, else the local socket."""
     env = os.environ if environ is None else environ
     return option or env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+def pull_progress(event: dict) -> str:
+    """One line of a pull's streamed progress: ``<layer>: Downloading 12.5MB/48MB`` (the bar left out)."""
+    detail = event.get("progressDetail") or {}
+    amount = ""
+    if detail.get("total"):
+        amount = f" {detail.get('current', 0) / 1e6:.1f}MB/{detail['total'] / 1e6:.1f}MB"
+    layer = f"{event['id']}: " if event.get("id") else ""
+    return f"{layer}{event.get('status', '')}{amount}"
 
 
 def _explain(exc) -> str:
@@ -104,18 +123,52 @@ class Engine:
 
     # ---- images
 
-    def pull(self, repository: str, digest: str, platform: str, auth_config: dict | None = None) -> None:
-        """Pull ``repository@digest`` for ``platform``; the engine's streamed errors are raised."""
+    def pull(
+        self, repository: str, digest: str, platform: str, auth_config: dict | None = None, timeout: float = 0
+    ) -> None:
+        """Pull ``repository@digest`` for ``platform``; the engine's streamed errors are raised.
+
+        ``timeout`` (seconds, 0 for none) bounds the whole pull: :class:`PullTimeout` when it is up. The SDK reads
+        a pull's stream without a timeout, and the engine (Docker 20.10) keeps a download whose link went down
+        for minutes - a read that times out after about 5, then 5 retries - so without a bound the task hangs
+        for over 10 minutes. The stream is read in a thread; the engine cancels the pull when this process, its
+        client, goes away.
+        """
         what = f"pulling {repository}@{digest} for {platform}"
-        try:
-            stream = self.client.api.pull(
-                repository, tag=digest, stream=True, decode=True, platform=platform, auth_config=auth_config
+        outcome = {}
+
+        def consume():
+            try:
+                stream = self.client.api.pull(
+                    repository, tag=digest, stream=True, decode=True, platform=platform, auth_config=auth_config
+                )
+                for event in stream:
+                    if isinstance(event, dict) and event.get("error"):
+                        outcome["error"] = f"{what} failed: {event['error']}"
+                        return
+                    if isinstance(event, dict) and event.get("status"):
+                        outcome["last"] = pull_progress(event)
+            except (DockerException, RequestException) as exc:
+                outcome["error"] = f"{what} failed: {_explain(exc)}"
+
+        worker = threading.Thread(target=consume, name="pull", daemon=True)
+        worker.start()
+        worker.join(timeout or None)
+        if worker.is_alive():
+            last = outcome.get("last")
+            raise PullTimeout(
+                f"{what} did not finish within {timeout:g} s (pull_timeout)"
+                + (f"; the engine's last report: {last}" if last else "")
             )
-            for event in stream:
-                if isinstance(event, dict) and event.get("error"):
-                    raise EngineError(f"{what} failed: {event['error']}")
-        except (DockerException, RequestException) as exc:
-            raise EngineError(f"{what} failed: {_explain(exc)}") from None
+        if "error" in outcome:
+            raise EngineError(outcome["error"])
+
+    def data_root(self) -> str:
+        """Where the engine keeps images and containers (``DockerRootDir``); "" when it cannot be asked."""
+        try:
+            return self.client.info().get("DockerRootDir") or ""
+        except (DockerException, RequestException):
+            return ""
 
     def has_image(self, reference: str) -> bool:
         try:

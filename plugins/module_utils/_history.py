@@ -20,6 +20,9 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._rollout import Ro
 
 HISTORY_DIR = "/var/lib/fleet-multiarch/rollout"
 HISTORY_VERSION = 1
+# The result of the record written before a swap begins (with the ids of the containers it moves); the record of
+# how the swap ended takes its place. One still there when the next task starts means the swap was interrupted.
+IN_PROGRESS = "in_progress"
 
 
 class HistoryError(RolloutError):
@@ -115,8 +118,16 @@ def parse_history(text: str, path: str) -> dict:
 
 
 def add_record(history: dict, record: dict, size: int) -> dict:
-    """A new history with ``record`` appended, keeping the last ``size`` records."""
-    records = [*history.get("deployments", []), record]
+    """A new history with ``record`` appended, keeping the last ``size`` records.
+
+    When the newest record of the same container is :data:`IN_PROGRESS`, ``record`` (how that swap ended)
+    takes its place.
+    """
+    records = list(history.get("deployments", []))
+    mine = [i for i, r in enumerate(records) if r.get("container") == record.get("container")]
+    if mine and records[mine[-1]].get("result") == IN_PROGRESS:
+        del records[mine[-1]]
+    records.append(record)
     if size > 0:
         records = records[-size:]
     return {**history, "version": HISTORY_VERSION, "deployments": records}

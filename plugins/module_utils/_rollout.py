@@ -394,6 +394,52 @@ def unexpected_digest_message(reference: str, by_digest: bool, expected: dict, m
     return f"{found}. {why}"
 
 
+# --------------------------------------------------------------------------- a deployment that did not start
+
+
+def image_bytes(manifest: dict | None) -> int:
+    """What pulling an image manifest downloads: its layers and its config, compressed, in bytes."""
+    if not isinstance(manifest, dict):
+        return 0
+    blobs = [*(manifest.get("layers") or []), manifest.get("config") or {}]
+    return sum(int(b.get("size") or 0) for b in blobs if isinstance(b, dict))
+
+
+def megabytes(size: int) -> str:
+    """``size`` bytes as Docker's progress shows them (MB of 10^6 bytes)."""
+    return f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size / 1e6:.1f} MB"
+
+
+def not_deployed_message(error: str, *, running: str, timed_out: bool = False, no_space: dict | None = None) -> str:
+    """The message of a deployment that failed before any container was touched (the pull, or the create).
+
+    ``running`` says what runs and keeps running. ``timed_out``: the pull did not finish within pull_timeout.
+    ``no_space``: the engine's file system is full - ``device`` (the engine's host name), ``path`` (its data root),
+    ``free`` and ``needed`` (bytes; 0 when unknown).
+    """
+    msg = error.rstrip(".")
+    if timed_out:
+        msg += (
+            ": the device's link to the registry is down or too slow for the image; check the link, or raise"
+            " pull_timeout for slow links and large images"
+        )
+    elif no_space is not None:
+        where = no_space.get("path") or "the engine's data root"
+        msg += f": the disk of {no_space.get('device') or 'the device'} is full"
+        if no_space.get("free") is not None:
+            msg += f" ({where} has {megabytes(no_space['free'])} free)"
+        if no_space.get("needed"):
+            msg += (
+                f"; the image needs {megabytes(no_space['needed'])} there for its download alone (its layers,"
+                " compressed) and more to unpack them"
+            )
+        msg += (
+            f". Free space in {where} on the device (for example `docker image prune` removes the images no"
+            " container uses) and run again"
+        )
+    return f"{msg}. Nothing was stopped or replaced: {running}"
+
+
 # --------------------------------------------------------------------------- logs
 
 

@@ -105,7 +105,11 @@ class Waiter:
         attrs_box = {}
 
         def container_check():
-            attrs_box["attrs"] = self.engine.reload(container)
+            try:
+                attrs_box["attrs"] = self.engine.reload(container)
+            except EngineError as exc:  # the engine restarts (or is too busy to answer): it may be back in time
+                attrs_box["attrs"] = {}
+                return "waiting", f"the engine does not answer ({exc})"
             return container_state(attrs_box["attrs"])
 
         def health_check():
@@ -130,8 +134,19 @@ class Waiter:
             return engine_failure(exc)
 
 
+# Restart policies under which the engine starts a container again whatever its exit (unless it was stopped).
+RESTARTING_POLICIES = ("always", "unless-stopped")
+
+
 def container_state(attrs: dict) -> tuple:
-    """``(state, detail)`` from inspect data: ``exited`` (with code and error), ``running`` or ``gone``."""
+    """``(state, detail)`` from inspect data: ``exited`` (with code and error), ``running``, ``gone``, or
+    ``waiting`` for a container that the engine stopped with itself.
+
+    A container whose restart policy starts it again after any exit is ``restarting`` when it exits on its own
+    (the engine marks it so at once); one that is ``exited`` under such a policy was stopped - by the engine that
+    is shutting down (``systemctl restart docker``; the engine starts it again when it is back), or by someone
+    else. That is worth waiting for, within the timeout, rather than a failure of the new version.
+    """
     if not attrs:
         return "gone", "the container no longer exists"
     state = attrs.get("State") or {}
@@ -142,6 +157,9 @@ def container_state(attrs: dict) -> tuple:
         detail += f": {state['Error']}"
     if state.get("OOMKilled"):
         detail += " (killed: out of memory)"
+    policy = ((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
+    if state.get("Status") == "exited" and policy in RESTARTING_POLICIES and not state.get("OOMKilled"):
+        return "waiting", f"{detail} and not restarting under restart policy {policy}: stopped with the engine?"
     return "exited", detail
 
 
@@ -199,7 +217,8 @@ def _probes_verdict(probes: list) -> tuple:
 def combine_checks(container_check, probes: list, health_check, *, grace: float, clock, started: float) -> tuple:
     """One health observation, from the container state, the task's probes and the image's HEALTHCHECK.
 
-    - a container that is not running is ``unhealthy`` at once;
+    - a container that is not running is ``unhealthy`` at once, unless it stopped with the engine or the engine
+      does not answer (state ``waiting``): then the observation waits;
     - with probes (each a function returning ``(state, detail)``, state ``pass``, ``fail`` or ``error``
       for a probe that can never pass, such as a command that does not exist), all must pass; an
       ``unhealthy`` HEALTHCHECK fails at once, but the probes decide ``healthy``;
@@ -208,7 +227,7 @@ def combine_checks(container_check, probes: list, health_check, *, grace: float,
     """
     state, detail = container_check()
     if state != "running":
-        return "unhealthy", detail
+        return ("waiting" if state == "waiting" else "unhealthy"), detail
     hc_status, hc_detail = health_check()
     hc_text = f"the image's HEALTHCHECK reports {hc_status}" + (f" ({hc_detail})" if hc_detail else "")
     if hc_status == "unhealthy":

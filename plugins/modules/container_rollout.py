@@ -207,6 +207,15 @@ options:
           - A command (argv list) run inside the container that must exit 0.
         type: list
         elements: str
+  pull_timeout:
+    description:
+      - Seconds the engine has to pull the image (V(0) for no bound). When the time is up the task fails, the pull
+        is abandoned and the running container is not touched.
+      - A device whose link to the registry goes down in the middle of a pull would otherwise wait for the engine,
+        which (Docker 20.10) keeps a stalled download for about 5 minutes and then retries it 5 times.
+      - Raise it for large images on slow links; the pull of an image that is already on the device takes no time.
+    type: int
+    default: 900
   health_timeout:
     description:
       - Seconds the new container has to become healthy (from its start).
@@ -428,7 +437,8 @@ seconds:
   returned: always
   type: float
 pull_seconds:
-  description: Seconds the pull took (0 when the image was present or nothing was pulled).
+  description: Seconds the pull took (0 when the image was present or nothing was pulled; after a pull that did not
+    finish within O(pull_timeout), the seconds until the task gave up).
   returned: always
   type: float
 swap_seconds:
@@ -438,6 +448,26 @@ swap_seconds:
       containers run during that time).
   returned: always
   type: float
+recovered:
+  description:
+    - The swap (a deployment or a rollback) of an earlier task that was interrupted - the device lost power, or the
+      engine or the task stopped in its middle - and that this task undid before it did its own work; V(null) when
+      there was none. Its record in the history becomes C(interrupted).
+  returned: always
+  type: dict
+  contains:
+    time:
+      description: When the interrupted swap began.
+      type: str
+    action:
+      description: What it was (V(create), V(replace), V(rolled_back)).
+      type: str
+    digest:
+      description: The digest it was bringing.
+      type: str
+    detail:
+      description: What was undone and what runs now.
+      type: str
 logs:
   description: The failed container's last O(log_lines) log lines.
   returned: on failure
@@ -506,6 +536,7 @@ def argument_spec() -> dict:
                 "command": {"type": "list", "elements": "str"},
             },
         },
+        "pull_timeout": {"type": "int", "default": 900},
         "health_timeout": {"type": "int", "default": 60},
         "health_interval": {"type": "float", "default": 0.25},
         "running_seconds": {"type": "float", "default": 2},

@@ -97,6 +97,8 @@ class FakeEngine:
         self.health_of_new = "healthy"  # what a created container's HEALTHCHECK reports once started
         self.logs_text = "app starting\nerror: cannot bind\n"
         self.exec_code = 0
+        self.pull_error = None  # an EngineError the next pull raises
+        self.root = "/var/lib/docker"
 
     def add(self, name, digest, chash="sha256:old", *, running=True, health="healthy", reference=f"{REPO}:old"):
         labels = ro.deployment_labels(reference, digest, "linux/amd64", chash, {"Name": "always"})
@@ -115,16 +117,22 @@ class FakeEngine:
         return json.dumps({"Client": {}, "Server": {"Version": "20.10.24", "Arch": "amd64", "Os": "linux"}})
 
     def container(self, name):
+        """By name or by id, as the Engine API finds containers."""
         self.calls.append(("container", name))
-        return self.containers.get(name)
+        return self.containers.get(name) or next((c for c in self.containers.values() if c.id == name), None)
 
     def has_image(self, reference):
         self.calls.append(("has_image", reference))
         return reference in self.images
 
-    def pull(self, repository, digest, platform, auth_config=None):
+    def pull(self, repository, digest, platform, auth_config=None, timeout=0):
         self.calls.append(("pull", f"{repository}@{digest}", platform))
+        if self.pull_error is not None:
+            raise self.pull_error
         self.images.add(f"{repository}@{digest}")
+
+    def data_root(self):
+        return self.root
 
     def create(self, image, name, kwargs):
         self.calls.append(("create", name, image))

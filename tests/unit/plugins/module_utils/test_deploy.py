@@ -158,8 +158,10 @@ REPLACE_WRITES = {
         ("create", "app-next", NEW_IMAGE),
         ("rename", "app-previous", "app-older"),
         ("rename", "app", "app-previous"),
-        ("restart_policy", "app-previous", "no"),
         ("rename", "app-next", "app"),
+        # the outgoing container keeps its restart policy until it stops: a power cut before that, and the
+        # engine starts it again at boot
+        ("restart_policy", "app-previous", "no"),
         ("stop", "app-previous", 3),
         ("start", "app"),
         ("remove", "app-older"),
@@ -176,9 +178,9 @@ REPLACE_WRITES = {
     ],
     ("stop-first", "rollback"): [
         ("rename", "app", "app-next"),
-        ("restart_policy", "app-next", "no"),
         ("rename", "app-previous", "app"),
         ("restart_policy", "app", "always"),
+        ("restart_policy", "app-next", "no"),
         ("stop", "app-next", 3),
         ("start", "app"),
         ("rename", "app-next", "app-previous"),
