@@ -560,33 +560,35 @@ class RolloutManager:
         """Put each container of an interrupted ``swap`` back where it was; ``(what runs, its health or None)``.
 
         Whatever part of the swap the engine kept (a power cut also loses what the engine had not written yet),
-        the containers are found by their ids: a created incoming one is removed; one that a rollback brought back
-        is stopped and goes back to ``<name>-previous`` with restart policy ``no``; the outgoing one gets the name
-        and its restart policy back, and is started and checked when it does not run; a deployment's kept
-        container is ``<name>-previous`` again.
+        the containers are found by their ids, and each first moves to a name of its own, so that no name is in the
+        way: a created incoming one is removed; one that a rollback brought back is stopped and goes back to
+        ``<name>-previous`` with restart policy ``no``; the outgoing one gets the name and its restart policy back,
+        and is started and checked when it does not run; a deployment's kept container is ``<name>-previous`` again.
         """
         engine, name = self.engine, self.name
-        incoming, outgoing, kept = (
-            engine.container(swap[key]) if swap.get(key) else None for key in ("incoming", "outgoing", "kept")
-        )
+        found = {
+            key: engine.container(swap[key]) if swap.get(key) else None for key in ("incoming", "outgoing", "kept")
+        }
+        incoming, outgoing = found["incoming"], found["outgoing"]
         if incoming is not None and swap.get("created"):
             engine.remove(incoming)
+            found["incoming"] = None
         elif incoming is not None:
             engine.set_restart_policy(incoming, NO_RESTART)
             engine.stop(incoming, self.params["stop_timeout"])
-            if incoming.name == name:
-                self.drop(next_name(name))
-                engine.rename(incoming, next_name(name))
+        for key, container in found.items():
+            if container is not None and container.name != f"{name}-undo-{key}":
+                self.drop(f"{name}-undo-{key}")
+                engine.rename(container, f"{name}-undo-{key}")
         health = None
         if outgoing is not None:
-            if outgoing.name != name:
-                engine.rename(outgoing, name)
+            engine.rename(outgoing, name)
             if swap.get("outgoing_policy"):
                 engine.set_restart_policy(outgoing, swap["outgoing_policy"])
             if not deployment_of(outgoing.attrs)["running"]:
                 health = self.waiter.start_and_wait(outgoing)
-        back = kept if swap.get("created") else incoming
-        if back is not None and back.name != previous_name(name):
+        back = found["kept"] if swap.get("created") else found["incoming"]
+        if back is not None:
             engine.rename(back, previous_name(name))
         return (deployment_of(outgoing.attrs) if outgoing is not None else None), health
 

@@ -39,6 +39,22 @@ PLATFORM_OBJECTS = {
 }
 
 
+# One platform's image manifest: a config and two layers, 1.5 MB and 48 MiB compressed.
+IMAGE_MANIFEST = {
+    "schemaVersion": 2,
+    "mediaType": reg.OCI_MANIFEST,
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "c" * 64, "size": 1500},
+    "layers": [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "d" * 64, "size": 1_500_000},
+        {
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": "sha256:" + "e" * 64,
+            "size": 50_331_648,
+        },
+    ],
+}
+
+
 def index_fetched() -> reg.Fetched:
     data = {
         "schemaVersion": 2,
@@ -59,6 +75,9 @@ class FakeRegistryClient:
     def get_manifest(self, repository, ref, accept=reg.MANIFEST_ACCEPT):
         if self.missing:
             raise _reference.RegistryError(f"{repository}:{ref} not found", status=404)
+        if ref in DIGESTS.values():
+            body = json.dumps(IMAGE_MANIFEST).encode()
+            return reg.Fetched(reg.OCI_MANIFEST, ref, body, IMAGE_MANIFEST)
         return index_fetched()
 
 
@@ -87,6 +106,11 @@ class FakeContainer:
         }
 
 
+class PowerCut(BaseException):
+    """The device lost power: nothing after it runs (a BaseException, so that no ``except Exception`` of the code
+    under test outlives it, as no code outlives its process)."""
+
+
 class FakeEngine:
     """The methods of _engine.Engine the rollout uses, on a dict of containers."""
 
@@ -99,6 +123,29 @@ class FakeEngine:
         self.exec_code = 0
         self.pull_error = None  # an EngineError the next pull raises
         self.root = "/var/lib/docker"
+        self.power_cut_after = None  # the device loses power before this many writes have been done
+        self.powered = True
+
+    READS = ("container", "has_image", "reload", "version_json", "logs")
+
+    def _call(self, call: tuple) -> None:
+        """Record ``call``; a device without power answers nothing, and loses it at the cut write."""
+        if not self.powered:
+            raise PowerCut(f"{call[0]}: the device has no power")
+        if (
+            call[0] not in self.READS
+            and self.power_cut_after is not None
+            and len(self.writes()) >= self.power_cut_after
+        ):
+            self.powered = False
+            raise PowerCut(f"the device lost power before {call}")
+        self.calls.append(call)
+
+    def boot(self) -> None:
+        """Power back: the engine starts again what ran with a restart policy that restarts it, and nothing else."""
+        self.powered, self.power_cut_after = True, None
+        for container in self.containers.values():
+            container.running = container.running and container.restart.get("Name") in ("always", "unless-stopped")
 
     def add(self, name, digest, chash="sha256:old", *, running=True, health="healthy", reference=f"{REPO}:old"):
         labels = ro.deployment_labels(reference, digest, "linux/amd64", chash, {"Name": "always"})
@@ -109,24 +156,24 @@ class FakeEngine:
         return container
 
     def writes(self) -> list:
-        return [c for c in self.calls if c[0] not in ("container", "has_image", "reload", "version_json", "logs")]
+        return [c for c in self.calls if c[0] not in self.READS]
 
     # The Engine interface
     def version_json(self):
-        self.calls.append(("version_json",))
+        self._call(("version_json",))
         return json.dumps({"Client": {}, "Server": {"Version": "20.10.24", "Arch": "amd64", "Os": "linux"}})
 
     def container(self, name):
         """By name or by id, as the Engine API finds containers."""
-        self.calls.append(("container", name))
+        self._call(("container", name))
         return self.containers.get(name) or next((c for c in self.containers.values() if c.id == name), None)
 
     def has_image(self, reference):
-        self.calls.append(("has_image", reference))
+        self._call(("has_image", reference))
         return reference in self.images
 
     def pull(self, repository, digest, platform, auth_config=None, timeout=0):
-        self.calls.append(("pull", f"{repository}@{digest}", platform))
+        self._call(("pull", f"{repository}@{digest}", platform))
         if self.pull_error is not None:
             raise self.pull_error
         self.images.add(f"{repository}@{digest}")
@@ -135,44 +182,44 @@ class FakeEngine:
         return self.root
 
     def create(self, image, name, kwargs):
-        self.calls.append(("create", name, image))
+        self._call(("create", name, image))
         container = FakeContainer(self, name, image, kwargs.get("labels"), health=self.health_of_new)
         self.containers[name] = container
         return container
 
     def start(self, container):
-        self.calls.append(("start", container.name))
+        self._call(("start", container.name))
         container.running = True
 
     def stop(self, container, timeout):
-        self.calls.append(("stop", container.name, timeout))
+        self._call(("stop", container.name, timeout))
         container.running = False
 
     def rename(self, container, new_name):
-        self.calls.append(("rename", container.name, new_name))
+        self._call(("rename", container.name, new_name))
         assert new_name not in self.containers, f"name {new_name} is taken"
         del self.containers[container.name]
         container.name = new_name
         self.containers[new_name] = container
 
     def remove(self, container):
-        self.calls.append(("remove", container.name))
+        self._call(("remove", container.name))
         self.containers.pop(container.name, None)
 
     def set_restart_policy(self, container, policy):
-        self.calls.append(("restart_policy", container.name, policy.get("Name")))
+        self._call(("restart_policy", container.name, policy.get("Name")))
         container.restart = {"Name": policy.get("Name") or "no", "MaximumRetryCount": 0}
 
     def reload(self, container):
-        self.calls.append(("reload", container.name))
+        self._call(("reload", container.name))
         return container.attrs if self.containers.get(container.name) is container else {}
 
     def logs(self, container, lines):
-        self.calls.append(("logs", container.name))
+        self._call(("logs", container.name))
         return self.logs_text
 
     def exec_run(self, container, argv):
-        self.calls.append(("exec", container.name, tuple(argv)))
+        self._call(("exec", container.name, tuple(argv)))
         return self.exec_code, ""
 
 

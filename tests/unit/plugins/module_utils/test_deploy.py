@@ -6,10 +6,13 @@ The fakes (engine, registry client, module) are in tests/unit/plugins/conftest.p
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _deploy as dp
+from ansible_collections.fleet.multiarch.plugins.module_utils import _engine
 from ansible_collections.fleet.multiarch.plugins.module_utils import _registry as reg
 from ansible_collections.fleet.multiarch.plugins.module_utils import _rollout as ro
 from ansible_collections.fleet.multiarch.plugins.module_utils._engine import EngineError
@@ -20,6 +23,7 @@ from tests.unit.plugins.conftest import (
     OLD_DIGEST,
     REPO,
     FakeRegistryClient,
+    PowerCut,
     binfmt_entries,
 )
 
@@ -564,3 +568,163 @@ def test_errors_of_the_layers_below_leave_the_manager_as_rollout_failed(engine, 
     with pytest.raises(dp.RolloutFailed, match="ports: cannot read") as info:
         manager.run()
     assert isinstance(info.value.__cause__, ro.RolloutError)
+
+
+# --------------------------------------------------------------------------- a pull that fails touches nothing
+
+
+def test_a_failed_pull_changes_nothing_and_says_what_still_runs(engine, task, args_for, tmp_path):
+    old = engine.add("app", OLD_DIGEST)
+    engine.pull_error = EngineError(
+        f"pulling {REPO}@{DIGESTS['linux/amd64']} for linux/amd64 failed: dial tcp: i/o timeout"
+    )
+    result = task(args_for())
+    assert result["failed"] is True
+    assert result["changed"] is False
+    # what the device runs after the task, for the fleet report: the old digest, not the one it failed to pull
+    assert (result["digest_before"], result["digest_after"]) == (OLD_DIGEST, OLD_DIGEST)
+    assert result["image"] == NEW_IMAGE
+    assert result["msg"] == (
+        f"pulling {REPO}@{DIGESTS['linux/amd64']} for linux/amd64 failed: dial tcp: i/o timeout."
+        f" Nothing was stopped or replaced: app ({OLD_DIGEST}) still runs"
+    )
+    assert engine.writes() == [("pull", NEW_IMAGE, "linux/amd64")]
+    assert engine.containers == {"app": old} and old.running
+    entry = history(tmp_path)[-1]
+    assert (entry["action"], entry["result"], entry["digest"], entry["previous_digest"]) == (
+        "replace",
+        "failed",
+        DIGESTS["linux/amd64"],
+        OLD_DIGEST,
+    )
+    assert entry["detail"] == result["msg"]
+
+
+def test_a_pull_past_its_timeout_says_so(engine, task, args_for):
+    engine.add("app", OLD_DIGEST)
+    engine.pull_error = _engine.PullTimeout(
+        f"pulling {REPO}@{DIGESTS['linux/amd64']} for linux/amd64 did not finish within 30 s (pull_timeout);"
+        " the engine's last report: e0ba: Downloading 12.6MB/50.3MB"
+    )
+    result = task(args_for(pull_timeout=30))
+    assert result["failed"] is True and result["changed"] is False
+    assert result["msg"].endswith(
+        "12.6MB/50.3MB: the device's link to the registry is down or too slow for the image; check the link, or"
+        f" raise pull_timeout for slow links and large images. Nothing was stopped or replaced: app ({OLD_DIGEST})"
+        " still runs"
+    )
+
+
+def test_a_full_disk_names_the_device_the_free_space_and_what_the_image_needs(engine, task, args_for, monkeypatch):
+    engine.add("app", OLD_DIGEST)
+    # Docker 20.10's error, as an emulated arm64 guest with 21 MB free answered the pull of a 100 MB image
+    engine.pull_error = EngineError(
+        f"pulling {REPO}@{DIGESTS['linux/amd64']} for linux/amd64 failed: write"
+        " /var/lib/docker/tmp/GetImageBlob727822895: no space left on device"
+    )
+    monkeypatch.setattr(dp.socket, "gethostname", lambda: "pi-kitchen")
+    statvfs = {"/var/lib/docker": os.statvfs_result((4096, 4096, 2038647, 5371, 0, 524288, 510175, 510175, 0, 255))}
+    monkeypatch.setattr(dp.os, "statvfs", statvfs.__getitem__)
+    result = task(args_for())
+    assert result["failed"] is True and result["changed"] is False
+    assert result["msg"].endswith(
+        "no space left on device: the disk of pi-kitchen is full (/var/lib/docker has 22 MB free); the image needs"
+        " 52 MB there for its download alone (its layers, compressed) and more to unpack them. Free space in"
+        " /var/lib/docker on the device (for example `docker image prune` removes the images no container uses)"
+        f" and run again. Nothing was stopped or replaced: app ({OLD_DIGEST}) still runs"
+    )
+
+
+def test_a_failed_first_pull_says_nothing_runs(engine, task, args_for):
+    engine.pull_error = EngineError("pulling failed: manifest unknown")
+    result = task(args_for())
+    assert result["failed"] is True and result["changed"] is False and result["digest_after"] == ""
+    assert (
+        result["msg"]
+        == "pulling failed: manifest unknown. Nothing was stopped or replaced: nothing ran before, and nothing runs"
+    )
+
+
+# --------------------------------------------------------------------------- a swap cut short: power lost
+
+
+def test_the_swap_is_on_record_before_anything_moves(engine, task, args_for, tmp_path):
+    engine.add("app", OLD_DIGEST)
+    engine.add("app-previous", KEPT_DIGEST, running=False)
+    seen = []
+    rename = engine.rename
+
+    def rename_and_look(container, new_name):
+        seen.append(history(tmp_path)[-1])
+        rename(container, new_name)
+
+    engine.rename = rename_and_look
+    task(args_for())
+    pending = seen[0]
+    assert (pending["result"], pending["digest"], pending["previous_digest"]) == (
+        "in_progress",
+        DIGESTS["linux/amd64"],
+        OLD_DIGEST,
+    )
+    assert pending["swap"]["created"] is True
+    assert pending["swap"]["outgoing_policy"] == {"Name": "always", "MaximumRetryCount": 0}
+    # how the swap ended takes the place of its record
+    assert [e["result"] for e in history(tmp_path)] == ["ok"]
+
+
+# (update order, what is replaced, how many writes happen before the power goes)
+CUTS = [(order, kind, cut) for order, kind in REPLACE_WRITES for cut in range(len(REPLACE_WRITES[order, kind]))]
+
+
+@pytest.mark.parametrize("case", CUTS, ids=[f"{o}-{k}-{c}" for o, k, c in CUTS])
+def test_a_power_cut_anywhere_in_a_swap_converges_on_the_next_run(engine, make_module, task, args_for, case):
+    order, kind, cut = case
+    tmp_path = Path(args_for()["history_file"]).parent
+    current = engine.add("app", OLD_DIGEST if kind == "deploy" else DIGESTS["linux/amd64"])
+    kept = engine.add("app-previous", KEPT_DIGEST if kind == "deploy" else OLD_DIGEST, running=False)
+    kept.restart = {"Name": "no", "MaximumRetryCount": 0}
+    args = args_for(ports=[], update_order=order) if kind == "deploy" else rollback_args(tmp_path, update_order=order)
+    engine.power_cut_after = cut
+    with pytest.raises(PowerCut):
+        dp.run(make_module(args), lambda: engine)
+    engine.boot()
+    running = [c.name for c in engine.containers.values() if c.running]
+    if order == "stop-first":
+        # Never two versions at once. None only when the power goes once the old one has lost its restart policy
+        # (just before its stop) and before the new one started: the engine starts only what ran with one.
+        stop = REPLACE_WRITES[order, kind].index(("stop", "app-previous" if kind == "deploy" else "app-next", 3))
+        assert len(running) == (0 if stop <= cut <= stop + 1 else 1), running
+    on_record = (tmp_path / "history.json").is_file()
+    cut_short = [e for e in history(tmp_path) if e["result"] == "in_progress"] if on_record else []
+
+    result = task(args)  # the next run, with the power back
+    assert not result.get("failed"), result["msg"]
+    want = DIGESTS["linux/amd64"] if kind == "deploy" else OLD_DIGEST
+    assert sorted(engine.containers) == ["app", "app-previous"]
+    new, previous = engine.containers["app"], engine.containers["app-previous"]
+    assert ro.deployment_of(new.attrs)["digest"] == want and new.running
+    assert previous is current  # what ran before the task is the one kept for a rollback
+    assert not previous.running and previous.restart["Name"] == "no"
+    entries = history(tmp_path)
+    assert entries[-1]["result"] == "ok" and entries[-1]["digest"] == want
+    if cut_short:  # the swap had begun: the next run undid it first, and the history says so
+        assert entries[-2]["result"] == "interrupted", entries
+        assert result["recovered"]["digest"] == cut_short[0]["digest"]
+        assert f"app ({ro.deployment_of(current.attrs)['digest']}) runs again" in entries[-2]["detail"]
+    else:
+        assert result["recovered"] is None
+    assert not [e for e in entries if e["result"] == "in_progress"]
+
+
+def test_check_mode_warns_of_an_interrupted_swap_and_touches_nothing(engine, make_module, task, args_for, tmp_path):
+    engine.add("app", OLD_DIGEST)
+    engine.power_cut_after = 3  # pull, create, rename: then the power goes
+    with pytest.raises(PowerCut):
+        dp.run(make_module(args_for()), lambda: engine)
+    engine.boot()
+    before = len(engine.writes())
+    result = task(args_for(), check_mode=True)
+    assert result["changed"] is True and result["recovered"] is None
+    assert "was interrupted; the task would undo it first" in json.dumps(result.get("warnings"))
+    assert len(engine.writes()) == before
+    assert history(tmp_path)[-1]["result"] == "in_progress"

@@ -101,3 +101,27 @@ def test_history_file_that_cannot_be_read_names_it(tmp_path):
 
 def test_default_path():
     assert hi.default_path("app") == "/var/lib/fleet-multiarch/rollout/app.json"
+
+
+def test_the_record_of_how_a_swap_ended_takes_the_place_of_its_in_progress_record():
+    history = hi.parse_history("", "/h.json")
+    for name, digest in (("app", "d1"), ("other", "o1")):
+        history = hi.add_record(
+            history, hi.new_record(when="t", name=name, action="create", result="ok", digest=digest), 5
+        )
+    pending = hi.new_record(when="t2", name="app", action="replace", result=hi.IN_PROGRESS, digest="d2")
+    history = hi.add_record(history, pending, 5)
+    # another container's records are not this swap's end
+    history = hi.add_record(
+        history, hi.new_record(when="t3", name="other", action="replace", result="ok", digest="o2"), 5
+    )
+    assert hi.last_record(history, "app")["result"] == hi.IN_PROGRESS
+    history = hi.add_record(
+        history, hi.new_record(when="t4", name="app", action="replace", result="ok", digest="d2"), 5
+    )
+    assert [(r["container"], r["digest"], r["result"]) for r in history["deployments"]] == [
+        ("app", "d1", "ok"),
+        ("other", "o1", "ok"),
+        ("other", "o2", "ok"),
+        ("app", "d2", "ok"),
+    ]

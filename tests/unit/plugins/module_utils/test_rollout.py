@@ -325,3 +325,23 @@ def test_start_first_conflict_names_the_ports_and_the_ways_out():
     assert "the new container publishes the fixed host port(s) 127.0.0.1:18089, 18090" in message
     assert "SO_REUSEPORT" in message
     assert "update_order stop-first" in message
+
+
+def test_image_bytes_is_what_a_pull_downloads():
+    manifest = {"config": {"size": 1500}, "layers": [{"size": 1_500_000}, {"size": 50_331_648}]}
+    assert ro.image_bytes(manifest) == 51_833_148
+    assert ro.image_bytes(None) == 0
+    assert (ro.megabytes(51_833_148), ro.megabytes(150_000)) == ("52 MB", "0.1 MB")
+
+
+def test_not_deployed_message_without_free_space_figures():
+    message = ro.not_deployed_message(
+        "pulling x failed: no space left on device",
+        running="app (sha256:9) still runs",
+        no_space={"device": "pi-1", "path": "", "free": None, "needed": 0},
+    )
+    assert message == (
+        "pulling x failed: no space left on device: the disk of pi-1 is full. Free space in the engine's data root on"
+        " the device (for example `docker image prune` removes the images no container uses) and run again. Nothing"
+        " was stopped or replaced: app (sha256:9) still runs"
+    )

@@ -39,6 +39,42 @@ UNHEALTHY_STATE = {
     },
 }
 EXITED_STATE = {"Status": "exited", "Running": False, "ExitCode": 2, "Error": "", "OOMKilled": False}
+# A container whose command exits 3 after a second, under restart policy unless-stopped, between two runs
+# (docker inspect, Engine 20.10.24): the engine marks it restarting at once.
+CRASH_LOOP = {
+    "State": {
+        "Status": "restarting",
+        "Running": True,
+        "Paused": False,
+        "Restarting": True,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": 0,
+        "ExitCode": 3,
+        "Error": "",
+        "StartedAt": "2026-12-08T01:26:18.010781485Z",
+        "FinishedAt": "2026-12-08T01:26:19.141652493Z",
+    },
+    "HostConfig": {"RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}},
+}
+# The rollout test app's new container on an emulated arm64 guest (Engine 20.10.24) seconds after
+# `systemctl restart docker` began: the engine stopped it with itself, and does not restart it until it is back.
+STOPPED_WITH_THE_ENGINE = {
+    "State": {
+        "Status": "exited",
+        "Running": False,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": 0,
+        "ExitCode": 0,
+        "Error": "",
+        "StartedAt": "2026-12-08T01:08:11.912293952Z",
+        "FinishedAt": "2026-12-08T01:08:14.480000000Z",
+    },
+    "HostConfig": {"RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}},
+}
 
 
 @pytest.mark.parametrize(
@@ -50,6 +86,14 @@ EXITED_STATE = {"Status": "exited", "Running": False, "ExitCode": 2, "Error": ""
         ({"State": {**EXITED_STATE, "OOMKilled": True}}, "exited", "out of memory"),
         ({"State": {**HEALTHY_STATE, "Restarting": True, "Status": "restarting"}}, "exited", "restarting"),
         ({"State": {**EXITED_STATE, "Error": "port is already allocated"}}, "exited", "already allocated"),
+        (CRASH_LOOP, "exited", "the container is restarting (exit code 3)"),
+        (STOPPED_WITH_THE_ENGINE, "waiting", "not restarting under restart policy unless-stopped"),
+        (
+            {**STOPPED_WITH_THE_ENGINE, "HostConfig": {"RestartPolicy": {"Name": "no"}}},
+            "exited",
+            "exited (exit code 0)",
+        ),
+        ({**STOPPED_WITH_THE_ENGINE, "HostConfig": {"RestartPolicy": {"Name": "on-failure"}}}, "exited", "exit code 0"),
     ],
 )
 def test_container_state(attrs, state, detail):
@@ -246,3 +290,39 @@ def test_start_and_wait_an_engine_error_is_unhealthy(engine):
         "checks": 0,
         "method": "running",
     }
+
+
+def test_waiter_rides_out_an_engine_restart(engine):
+    """The engine goes down (the container stops with it, then the API does not answer), comes back and starts the
+    container again: the wait goes on until the container is healthy, within the timeout."""
+    container = engine.add("app", "sha256:" + "1" * 64, health="healthy")
+    answers = iter(
+        [STOPPED_WITH_THE_ENGINE, wt.EngineError("inspecting container app failed: connection refused"), None]
+    )
+    reload = engine.reload
+
+    def restarting_engine(target):
+        answer = next(answers, None)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if answer is not None else reload(target)
+
+    engine.reload = restarting_engine
+    clock = FakeClock()
+    outcome = wt.Waiter(engine, waiter_params(health_timeout=60), clock, clock.sleep).wait(container)
+    assert (outcome["status"], outcome["checks"]) == ("healthy", 3), outcome
+
+
+def test_waiter_an_engine_that_stays_away_times_out(engine):
+    container = engine.add("app", "sha256:" + "1" * 64)
+
+    def gone(target):
+        raise wt.EngineError("inspecting container app failed: connection refused")
+
+    engine.reload = gone
+    clock = FakeClock()
+    outcome = wt.Waiter(engine, waiter_params(), clock, clock.sleep).wait(container)
+    assert outcome["status"] == "timeout"
+    assert outcome["detail"] == (
+        "not healthy within 3 s (the engine does not answer (inspecting container app failed: connection refused))"
+    )
