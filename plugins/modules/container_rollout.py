@@ -20,8 +20,8 @@ description:
     same digest and the same configuration, nothing is pulled, stopped or restarted.
   - Otherwise the new image is pulled while the old container keeps serving, the new container is created under
     the name C(<name>-next), and then the swap is done - while it still serves, the old container is renamed
-    C(<name>-previous) and its restart policy set to C(no), and the new one takes the name O(name); then the old
-    one is stopped (within O(stop_timeout)) and the new one starts. The new container must then
+    C(<name>-previous) and the new one takes the name O(name); then the old one's restart policy is set to C(no)
+    and it is stopped (within O(stop_timeout)), and the new one starts. The new container must then
     become healthy within O(health_timeout), by the probes of O(health), else by the image's C(HEALTHCHECK),
     else by still running after O(running_seconds).
   - With O(update_order=start-first) the new container starts beside the old one, which keeps serving and is not
@@ -37,6 +37,13 @@ description:
     the new one) for O(state=rolled_back), which swaps back to it on demand.
   - Each deployment, automatic rollback and rollback on demand is appended to a JSON history file on the device
     (O(history_file)), which keeps the last O(history_size) records.
+  - A pull that fails or does not finish within O(pull_timeout), and a create that fails, touch no container; the
+    task fails with C(changed=false), says what still runs, and names a full disk as such.
+  - Before a swap moves anything, the history records it as C(in_progress) with the ids of its containers. When
+    the swap is cut short (the device loses power, the engine or the task stops), that record stays, and the next
+    task undoes the swap first - each container back where it was, the old one running - records it as
+    C(interrupted) and goes on (RV(recovered)).
+  - The health wait rides out a restart of the engine, within O(health_timeout).
   - Talks to the engine through the Engine API (the C(docker) Python SDK) and to the registry over HTTP; no Docker
     CLI is needed.
 author:
