@@ -57,7 +57,7 @@ def fleet(tmp_path_factory, testenv):
         with provisioned_fleet(
             state, PORT_BASE, TIMES, "--arm64", "1", "--armhf", "0", FLEET_DISK_CACHE="writeback"
         ) as f:
-            f.name = next(iter(f.guests()))
+            f.name = sorted(f.guests())[0]
             yield f
     finally:
         TIMES["suite"] = time.monotonic() - t0
@@ -74,9 +74,7 @@ def big_context(tmp: Path, answer: str) -> Path:
     ctx = tmp / answer
     (ctx / "www").mkdir(parents=True)
     (ctx / "www" / "index.html").write_text(answer + "\n")
-    with open(ctx / "filler", "wb") as handle:
-        for _ in range(FILLER_MB):
-            handle.write(os.urandom(1 << 20))
+    (ctx / "filler").write_bytes(os.urandom(FILLER_MB << 20))
     (ctx / "Dockerfile").write_text(
         "ARG BASE\nFROM ${BASE}\nCOPY filler /filler\nCOPY www/index.html /www/index.html\n"
     )
@@ -122,8 +120,9 @@ def serving(fleet, releases, *, wait: float = 0) -> str:
     deadline = time.monotonic() + wait
     while True:
         proc = fleet.ssh(fleet.name, SERVING, check=False)
-        containers, _, answer = proc.stdout.partition("==\n")
-        rows = [line.split() for line in containers.splitlines() if line.strip()]
+        listed = proc.stdout.partition("==\n")
+        answer = listed[2]
+        rows = [line.split() for line in listed[0].splitlines() if line.strip()]
         if (proc.returncode == 0 and rows) or time.monotonic() >= deadline:
             break
         time.sleep(5)
@@ -244,7 +243,8 @@ def test_v1_reaches_the_device(fleet, releases, report_dir):
 
 
 def test_network_cut_in_the_middle_of_the_pull(fleet, releases, report_dir, testenv):
-    rule = f"OUTPUT -d {DEVICE_REGISTRY.split(':')[0]} -p tcp --dport {DEVICE_REGISTRY.split(':')[1]} -j DROP"
+    host, port = DEVICE_REGISTRY.rsplit(":", 1)
+    rule = f"OUTPUT -d {host} -p tcp --dport {port} -j DROP"
     on_line = when_pulling(testenv, lambda: fleet.ssh(fleet.name, f"sudo iptables -I {rule}"))
     FAULTS["network cut mid-pull"] = "injected"
     t0 = time.monotonic()
