@@ -81,6 +81,17 @@ def pull_progress(event: dict) -> str:
     return f"{layer}{event.get('status', '')}{amount}"
 
 
+# What the engine (Docker 20.10) reports of a layer still on its way; then "Pull complete" or "Already exists".
+LAYER_BUSY = ("Pulling fs layer", "Waiting", "Downloading", "Verifying Checksum", "Download complete", "Extracting")
+
+
+def unfinished(layers: dict) -> list:
+    """The last progress events of the layers still under way (``layers``: id -> last event, in the order they
+    came); the last event of all when no layer is under way."""
+    busy = [event for event in layers.values() if event.get("status") in LAYER_BUSY]
+    return busy or list(layers.values())[-1:]
+
+
 def _explain(exc) -> str:
     if isinstance(exc, APIError) and getattr(exc, "explanation", None):
         return str(exc.explanation)
@@ -136,6 +147,7 @@ class Engine:
         """
         what = f"pulling {repository}@{digest} for {platform}"
         outcome = {}
+        layers = {}  # the last progress event of each layer (and of the pull itself, id "")
 
         def consume():
             try:
@@ -147,7 +159,7 @@ class Engine:
                         outcome["error"] = f"{what} failed: {event['error']}"
                         return
                     if isinstance(event, dict) and event.get("status"):
-                        outcome["last"] = pull_progress(event)
+                        layers[event.get("id") or ""] = event
             except (DockerException, RequestException) as exc:
                 outcome["error"] = f"{what} failed: {_explain(exc)}"
 
@@ -155,7 +167,7 @@ class Engine:
         worker.start()
         worker.join(timeout or None)
         if worker.is_alive():
-            last = outcome.get("last")
+            last = "; ".join(pull_progress(event) for event in unfinished(dict(layers)))
             raise PullTimeout(
                 f"{what} did not finish within {timeout:g} s (pull_timeout)"
                 + (f"; the engine's last report: {last}" if last else "")

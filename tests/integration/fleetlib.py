@@ -67,7 +67,9 @@ def provisioned_fleet(state_parent: Path, port_base: str, times: dict, *up_args:
     """Guests booted from the provisioned image (made first when its recipe changed); always taken down."""
     # what `make fleet-provisioned` runs: it rebuilds the images when the device role or the base image changed,
     # and returns at once when they are current
+    t0 = time.monotonic()
     run([str(PROVISION)], timeout=BOOT_TIMEOUT)
+    times["provisioned images"] = time.monotonic() - t0
     missing = provisioned_missing()
     if missing:
         pytest.fail(

@@ -84,12 +84,14 @@ class PullClient:
 DOWNLOADING = [
     {"status": "Pulling from fleet-test/fleet-test-faults", "id": "sha256:3d77b288"},
     {"status": "Pulling fs layer", "progressDetail": {}, "id": "9f4b97605eab"},
+    {"status": "Pulling fs layer", "progressDetail": {}, "id": "1a2dfd885aa3"},
     {
         "status": "Downloading",
         "progressDetail": {"current": 12582912, "total": 50331648},
         "progress": "[============>      ]  12.58MB/50.33MB",
         "id": "9f4b97605eab",
     },
+    {"status": "Pull complete", "progressDetail": {}, "id": "1a2dfd885aa3"},
 ]
 
 
@@ -125,7 +127,7 @@ def test_pull_that_completes_returns():
 @pytest.mark.parametrize(
     ("event", "line"),
     [
-        (DOWNLOADING[2], "9f4b97605eab: Downloading 12.6MB/50.3MB"),
+        (DOWNLOADING[3], "9f4b97605eab: Downloading 12.6MB/50.3MB"),
         (DOWNLOADING[1], "9f4b97605eab: Pulling fs layer"),
         ({"status": "Digest: sha256:3d77"}, "Digest: sha256:3d77"),
     ],
