@@ -170,50 +170,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
-    ManifestError,
-    describe,
-    match_platform,
-)
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError, inspect
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
 from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
-
-
-def inspect(client, ref, platform: str | None, required: list) -> dict:
-    """The module's result for ``ref``: I/O through ``client`` only. Raises ManifestError for a failed requirement."""
-    host = parse_platform(platform) if platform else None
-    wanted = [parse_platform(p) for p in required]
-    fetched, entries = describe(client, ref)
-    if fetched is None:
-        if wanted:
-            raise ManifestError(f"{ref} does not exist, so it serves none of {', '.join(p.oci for p in wanted)}")
-        result = {"exists": False, "name": str(ref)}
-        if host is not None:
-            result.update(platform_digest=None, platform_match=None)
-        return result
-    result = {
-        "exists": True,
-        "name": str(ref),
-        "digest": fetched.digest,
-        "media_type": fetched.media_type,
-        "is_index": fetched.is_index,
-        "size": fetched.size,
-        "entries": [e.summary() for e in entries],
-        "platforms": [e.platform_str for e in entries if not e.attestation],
-        "annotations": dict(fetched.data.get("annotations") or {}),
-        "manifest": fetched.data,
-    }
-    if host is not None:
-        chosen = match_platform(entries, host)
-        result["platform_digest"] = chosen.digest if chosen else None
-        result["platform_match"] = chosen.platform_str if chosen else None
-    missing = [p.oci for p in wanted if match_platform(entries, p) is None]
-    if missing:
-        raise ManifestError(
-            f"{ref} serves no image for {', '.join(missing)}; it has {', '.join(result['platforms']) or 'no platform'}"
-        )
-    return result
 
 
 def main():
