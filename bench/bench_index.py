@@ -115,6 +115,7 @@ def module_params(name: str, images: list) -> dict:
         media_type=None,
         state="present",
         require_platforms=[],
+        require_match="exact",
         attestations="keep",
     )
     return params

@@ -67,6 +67,7 @@ class Entry:
     source_repository: str = ""  # registry/repository that holds the manifest
     attestation: bool = False
     body: bytes = field(default=b"", repr=False)  # the manifest bytes when already read (saves a GET)
+    config: dict = field(default_factory=dict, repr=False)  # a single image's config, when it was read
 
     @property
     def platform_obj(self) -> Platform | None:
@@ -240,12 +241,6 @@ def check_duplicates(entries: list) -> None:
         seen[key] = entry
 
 
-def missing_platforms(entries: list, required: list) -> list:
-    """The required platforms (normalised strings) with no entry of exactly that platform."""
-    present = {e.platform_obj.oci for e in entries if not e.attestation}
-    return [p for p in (parse_platform(r).oci for r in required) if p not in present]
-
-
 def choose_media_type(requested: str | None, entries: list, annotations: dict) -> str:
     """The index media type: as requested, or Docker when every image is a Docker v2 manifest."""
     images = [e for e in entries if not e.attestation]
@@ -335,6 +330,50 @@ def match_platform(entries: list, host) -> Entry | None:
     return None
 
 
+# How a platform of ``require_platforms`` counts as served (the ``require_match`` option of manifest and
+# manifest_info): exact, an image of that platform is listed; compatible, a host of it finds one it runs.
+REQUIRE_MATCHES = ("exact", "compatible")
+
+
+def require_argument_spec() -> dict:
+    """The options of that requirement (doc fragment fleet.multiarch.require_platforms), for a module's spec."""
+    return {
+        "require_platforms": {"type": "list", "elements": "str", "default": []},
+        "require_match": {"type": "str", "choices": list(REQUIRE_MATCHES), "default": "exact"},
+    }
+
+
+def missing_platforms(entries: list, required: list, match: str = "exact") -> list:
+    """The ``required`` platforms (any spelling; normalised in the answer) that ``entries`` do not serve.
+
+    The one rule of ``require_platforms`` in every module. ``exact``: an image of exactly that platform is
+    listed (``arm64`` and ``arm64/v8`` are one platform; an ``arm/v6`` image does not count for ``arm/v7``),
+    what a release gate needs. ``compatible``: a host of that platform finds an image it runs, by containerd's
+    matching (:func:`match_platform`; an ``arm/v7`` host takes an ``arm/v6`` image). Attestations never count.
+    """
+    if match not in REQUIRE_MATCHES:
+        raise ManifestError(f"require_match must be one of {', '.join(REQUIRE_MATCHES)}, not {match!r}")
+    wanted = [parse_platform(r) for r in required]
+    if match == "compatible":
+        return [p.oci for p in wanted if match_platform(entries, p) is None]
+    present = {e.platform_obj.oci for e in entries if not e.attestation}
+    return [p.oci for p in wanted if p.oci not in present]
+
+
+def compatible_hint(entries: list, missing: list, match: str) -> str:
+    """For a failed exact requirement: which missing platforms a host would still serve from a lower variant."""
+    if match != "exact":
+        return ""
+    served = []
+    for platform in missing:
+        chosen = match_platform(entries, platform)
+        if chosen is not None:
+            served.append(f"a {platform} host would run the {chosen.platform_str} image")
+    if not served:
+        return ""
+    return f"; {', '.join(served)}: set require_match: compatible to accept that"
+
+
 @dataclass
 class ImageSpec:
     """One item of the ``images`` option: a reference and an optional platform/annotations override."""
@@ -409,6 +448,8 @@ def image_entry(
         except ValueError:
             raise ManifestError(f"{source}: the image config blob is not JSON") from None
         platform = platform_from_config(config, source)
+    else:
+        config = {}
     return Entry(
         media_type=fetched.media_type,
         digest=fetched.digest,
@@ -418,22 +459,50 @@ def image_entry(
         source=source,
         source_repository=ref.name,
         body=fetched.body,
+        config=config,
     )
 
 
-def describe(client, ref: Reference) -> tuple:
-    """``(fetched, entries)`` of what ``ref`` points to; None, [] when it does not exist."""
+def read_manifest(client, ref: Reference) -> Fetched | None:
+    """The manifest or index ``ref`` points to (digest verified); None when the registry does not have it."""
     try:
-        fetched = client.get_manifest(ref.repository, ref.ref)
+        return client.get_manifest(ref.repository, ref.ref)
     except RegistryError as exc:
         if exc.status == 404:
-            return None, []
+            return None
         raise
+
+
+def entries_of(
+    client,
+    ref: Reference,
+    fetched: Fetched,
+    *,
+    platform: dict | None = None,
+    annotations: dict | None = None,
+    source: str = "",
+) -> list:
+    """The entries of a manifest read from ``ref``'s repository: every module reads a published index here.
+
+    An index gives its descriptors (:func:`entries_from_index`: attestations recognised by
+    :func:`is_attestation`, platforms validated); a single image gives one entry (:func:`image_entry`: its
+    platform read from the config blob unless ``platform`` is given). ``source`` names it in messages.
+    """
+    source = source or str(ref)
     if fetched.media_type in INDEX_TYPES:
-        return fetched, entries_from_index(fetched, str(ref), ref.name)
+        return entries_from_index(fetched, source, ref.name)
     if fetched.media_type in IMAGE_TYPES:
-        return fetched, [image_entry(client, ref, fetched, source=str(ref))]
-    raise ManifestError(f"{ref}: unsupported media type {fetched.media_type}")
+        return [image_entry(client, ref, fetched, platform=platform, annotations=annotations, source=source)]
+    raise ManifestError(f"{source}: unsupported media type {fetched.media_type}")
+
+
+def describe(client, ref: Reference) -> tuple:
+    """``(fetched, entries)`` of what ``ref`` points to (:func:`read_manifest`, :func:`entries_of`); ``(None, [])``
+    when it does not exist."""
+    fetched = read_manifest(client, ref)
+    if fetched is None:
+        return None, []
+    return fetched, entries_of(client, ref, fetched)
 
 
 # --------------------------------------------------------------------------- the manifest module
@@ -456,16 +525,12 @@ class ManifestManager:
         ref = spec.reference
         client = self.pool.get(ref.registry)
         fetched = client.get_manifest(ref.repository, ref.ref)
-        if fetched.media_type in INDEX_TYPES:
-            if spec.platform or spec.annotations:
-                raise ManifestError(
-                    f"{spec.text} is an index: platform and annotations apply to a single image; drop them, or list"
-                    " the image of one platform by its digest"
-                )
-            return entries_from_index(fetched, spec.text, ref.name)
-        return [
-            image_entry(client, ref, fetched, platform=spec.platform, annotations=spec.annotations, source=spec.text)
-        ]
+        if fetched.is_index and (spec.platform or spec.annotations):
+            raise ManifestError(
+                f"{spec.text} is an index: platform and annotations apply to a single image; drop them, or list"
+                " the image of one platform by its digest"
+            )
+        return entries_of(client, ref, fetched, platform=spec.platform, annotations=spec.annotations, source=spec.text)
 
     def desired(self) -> tuple:
         if not self.params.get("images"):
@@ -474,11 +539,13 @@ class ManifestManager:
         entries = [entry for group in parallel(self.resolve, specs) for entry in group]
         entries = select_attestations(entries, self.params["attestations"] == "keep")
         check_duplicates(entries)
-        missing = missing_platforms(entries, self.params.get("require_platforms") or [])
+        match = self.params.get("require_match") or "exact"
+        missing = missing_platforms(entries, self.params.get("require_platforms") or [], match)
         if missing:
             have = ", ".join(e.platform_str for e in entries if not e.attestation)
             raise ManifestError(
-                f"required platforms missing: {', '.join(missing)} (the images give: {have}); nothing was pushed"
+                f"required platforms missing: {', '.join(missing)} (the images give: {have})"
+                f"{compatible_hint(entries, missing, match)}; nothing was pushed"
             )
         annotations = self.params.get("annotations") or {}
         if not all(isinstance(v, str) for v in annotations.values()):
@@ -491,18 +558,13 @@ class ManifestManager:
 
     def current(self):
         """The manifest at the target tag (Fetched) and its entries, or (None, [])."""
+        fetched = read_manifest(self.client, self.target)
+        if fetched is None or not fetched.is_index:
+            return fetched, []
         try:
-            fetched = self.client.get_manifest(self.target.repository, self.target.ref)
-        except RegistryError as exc:
-            if exc.status == 404:
-                return None, []
-            raise
-        if fetched.media_type in INDEX_TYPES:
-            try:
-                return fetched, entries_from_index(fetched, str(self.target), self.target.name)
-            except ManifestError:
-                return fetched, []
-        return fetched, []
+            return fetched, entries_of(self.client, self.target, fetched)
+        except ManifestError:  # not an index this module can read: it is replaced or removed all the same
+            return fetched, []
 
     def head_target(self):
         return self.client.head_manifest(self.target.repository, self.target.ref)
@@ -648,8 +710,9 @@ class ManifestManager:
 # --------------------------------------------------------------------------- the manifest_info module
 
 
-def inspect(client, ref, platform: str | None, required: list) -> dict:
-    """The module's result for ``ref``: I/O through ``client`` only. Raises ManifestError for a failed requirement."""
+def inspect(client, ref, platform: str | None, required: list, match: str = "exact") -> dict:
+    """The module's result for ``ref``: I/O through ``client`` only. Raises ManifestError for a failed requirement
+    (``required`` platforms by the rule ``match`` of :func:`missing_platforms`)."""
     host = parse_platform(platform) if platform else None
     wanted = [parse_platform(p) for p in required]
     fetched, entries = describe(client, ref)
@@ -676,9 +739,10 @@ def inspect(client, ref, platform: str | None, required: list) -> dict:
         chosen = match_platform(entries, host)
         result["platform_digest"] = chosen.digest if chosen else None
         result["platform_match"] = chosen.platform_str if chosen else None
-    missing = [p.oci for p in wanted if match_platform(entries, p) is None]
+    missing = missing_platforms(entries, required, match)
     if missing:
         raise ManifestError(
             f"{ref} serves no image for {', '.join(missing)}; it has {', '.join(result['platforms']) or 'no platform'}"
+            + compatible_hint(entries, missing, match)
         )
     return result

@@ -20,12 +20,15 @@ description:
     The tag moves only with the single, final PUT of the index, after everything it references is in place.
   - Idempotent. When the index at O(name) already has the same content (media type, entries, annotations),
     nothing is pushed.
+  - With O(require_platforms), a platform the joined index would not serve fails the task before anything is
+    pushed.
 requirements:
   - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
   - fleet.multiarch.registry
+  - fleet.multiarch.require_platforms
 options:
   name:
     description:
@@ -64,13 +67,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  require_platforms:
-    description:
-      - Platforms (any spelling) that must be in the index; when one is missing the module fails before pushing.
-      - A platform counts when an entry has exactly that platform (C(arm64) and C(arm64/v8) are the same).
-    type: list
-    elements: str
-    default: []
   attestations:
     description:
       - What to do with the attestation manifests (platform C(unknown/unknown)) of sources that are indexes.
@@ -194,7 +190,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError, ManifestManager
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
+    ManifestError,
+    ManifestManager,
+    require_argument_spec,
+)
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
 from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
@@ -207,7 +207,7 @@ def main():
         "annotations": {"type": "dict"},
         "media_type": {"type": "str", "choices": ["oci", "docker"]},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-        "require_platforms": {"type": "list", "elements": "str", "default": []},
+        **require_argument_spec(),
         "attestations": {"type": "str", "choices": ["keep", "drop"], "default": "keep"},
     }
     argument_spec.update(registry_argument_spec())

@@ -15,7 +15,8 @@ description:
   - With O(platform), returns the single digest a host of that platform pulls, by containerd's matching rules
     (C(arm64) and C(arm64/v8) are one platform; an C(arm/v7) host may run C(arm/v6) and C(arm/v5) images and prefers
     the highest; other variants match exactly; no other architecture is chosen).
-  - With O(require_platforms), a platform that no entry serves is a failure (the check before a rollout).
+  - With O(require_platforms), a platform that no entry serves is a failure, and so is an O(name) that does not
+    exist (the gate of a release, or the check before a rollout).
   - Changes nothing.
 requirements:
   - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
@@ -23,6 +24,7 @@ author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
   - fleet.multiarch.registry
+  - fleet.multiarch.require_platforms
 options:
   name:
     description:
@@ -34,13 +36,6 @@ options:
       - A host platform (any spelling, for example C(linux/arm/v7), C(aarch64), C(armhf)); the result
         RV(platform_digest) is the digest such a host pulls.
     type: str
-  require_platforms:
-    description:
-      - Host platforms that must each be served by an entry (the same matching as O(platform)); the module fails
-        naming those that are not, or when O(name) does not exist.
-    type: list
-    elements: str
-    default: []
 attributes:
   check_mode:
     support: full
@@ -65,10 +60,16 @@ EXAMPLES = r"""
     name: 127.0.0.1:5000/fleet/app:1.0
   register: release
 
-- name: Before the rollout, every device platform must be served
+- name: The release gate - an image of each built platform is listed
+  fleet.multiarch.manifest_info:
+    name: 127.0.0.1:5000/fleet/app:1.0
+    require_platforms: [linux/amd64, linux/arm64, linux/arm/v7]
+
+- name: Before the rollout, every device platform finds an image it runs (an arm/v7 Pi may take the arm/v6 one)
   fleet.multiarch.manifest_info:
     name: 127.0.0.1:5000/fleet/app:1.0
     require_platforms: [linux/arm64, linux/arm/v7, linux/arm/v6]
+    require_match: compatible
 
 - name: The digest this device runs
   fleet.multiarch.manifest_info:
@@ -170,7 +171,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError, inspect
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
+    ManifestError,
+    inspect,
+    require_argument_spec,
+)
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
 from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
@@ -180,7 +185,7 @@ def main():
     argument_spec = {
         "name": {"type": "str", "required": True},
         "platform": {"type": "str"},
-        "require_platforms": {"type": "list", "elements": "str", "default": []},
+        **require_argument_spec(),
     }
     argument_spec.update(registry_argument_spec())
     module = AnsibleModule(
@@ -192,7 +197,7 @@ def main():
     try:
         ref = parse_reference(params["name"])
         client = ClientPool(params, ref.registry).get(ref.registry)
-        result = inspect(client, ref, params.get("platform"), params.get("require_platforms") or [])
+        result = inspect(client, ref, params["platform"], params["require_platforms"], params["require_match"])
     except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
         module.fail_json(msg=str(exc), name=params["name"])
     except Exception as exc:
