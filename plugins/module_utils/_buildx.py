@@ -116,7 +116,7 @@ def _parse_driver_opts(text: str) -> dict:
     return {m.group(1): m.group(2) for m in re.finditer(r'([^\s=]+)="((?:[^"\\]|\\.)*)"', text)}
 
 
-def _new_node(name: str) -> dict:
+def empty_node(name: str) -> dict:
     return {
         "name": name,
         "endpoint": "",
@@ -161,7 +161,7 @@ def parse_inspect(text: str) -> dict:
             if target:
                 builder[target] = value
         elif key == "Name":
-            node = _new_node(value)
+            node = empty_node(value)
             builder["nodes"].append(node)
         elif node is not None and key == "Platforms":
             node["platforms"], node["fixed_platforms"] = _split_platforms(value)
@@ -191,7 +191,7 @@ def parse_ls_json(text: str) -> list:
             continue
         nodes = []
         for raw in data.get("Nodes") or []:
-            node = _new_node(raw.get("Name", ""))
+            node = empty_node(raw.get("Name", ""))
             platforms = normalize_platforms(raw.get("Platforms"))
             node.update(
                 endpoint=raw.get("Endpoint", ""),
@@ -247,6 +247,17 @@ def parse_instance(data: dict) -> dict:
             }
         )
     return {"name": data.get("Name", ""), "driver": data.get("Driver", ""), "nodes": nodes}
+
+
+def select_builders(builders: list, names, current: str) -> tuple:
+    """(builders to report, missing names) of :meth:`DockerCLI.list_builders`; each builder gets ``current``."""
+    out = []
+    for builder in builders:
+        if names and builder["name"] not in names:
+            continue
+        out.append({**builder, "current": builder["name"] == current})
+    found = {b["name"] for b in out}
+    return out, [n for n in names or [] if n not in found]
 
 
 def user_flags(flags, driver: str) -> list:

@@ -152,24 +152,13 @@ from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as 
 ARGUMENT_SPEC = {"names": {"type": "list", "elements": "str"}, **bx.DOCKER_CLI_ARGS}
 
 
-def select(builders: list, names, current: str):
-    """(builders to report, missing names); each builder gets ``current``."""
-    out = []
-    for builder in builders:
-        if names and builder["name"] not in names:
-            continue
-        out.append({**builder, "current": builder["name"] == current})
-    found = {b["name"] for b in out}
-    return out, [n for n in names or [] if n not in found]
-
-
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         cli = bx.DockerCLI.from_module(module)
         version = cli.version()["version"]
         current = cli.current_builder()
-        builders, missing = select(cli.list_builders(), module.params["names"], current)
+        builders, missing = bx.select_builders(cli.list_builders(), module.params["names"], current)
     except bx.BuildxError as exc:
         module.fail_json(msg=str(exc), **exc.to_result())
     except Exception as exc:  # report anything unexpected with its traceback

@@ -284,3 +284,16 @@ def test_runner_failure_carries_command_and_last_error():
         bx.DockerCLI(module).remove("x")
     assert str(err.value) == "docker buildx rm x failed: failed to remove x"
     assert err.value.to_result()["cmd"] == ["/usr/bin/docker", "buildx", "rm", "--", "x"]
+
+
+def test_select_builders_all_marks_current():
+    builders, missing = bx.select_builders(bx.parse_ls_json(fixture("ls.json")), None, "fleet-remote")
+    assert len(builders) == 5
+    assert [b["name"] for b in builders if b["current"]] == ["fleet-remote"]
+    assert missing == []
+
+
+def test_select_builders_by_name_reports_missing():
+    builders, missing = bx.select_builders(bx.parse_ls_json(fixture("ls.json")), ["fleet-c2", "nosuch"], "default")
+    assert [(b["name"], b["driver"], b["current"]) for b in builders] == [("fleet-c2", "docker", False)]
+    assert missing == ["nosuch"]
