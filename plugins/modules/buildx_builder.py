@@ -29,6 +29,8 @@ description:
     registry the engines can reach.
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
+extends_documentation_fragment:
+  - fleet.multiarch.docker_cli
 options:
   name:
     description:
@@ -51,8 +53,8 @@ options:
     description:
       - Endpoint of a single-node builder - a docker context name or an address (C(unix://), C(tcp://),
         C(ssh://user@host)). Use O(nodes) for several nodes.
-      - When neither O(endpoint) nor O(nodes) is given, buildx uses the current docker context and the
-        endpoint is not compared.
+      - When neither O(endpoint) nor O(nodes) is given, buildx uses the engine of O(docker_host), else the current
+        docker context, and the endpoint is not compared.
     type: str
   platforms:
     description:
@@ -113,23 +115,6 @@ options:
       - Not done in check mode.
     type: bool
     default: false
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to talk to (C(DOCKER_HOST)), for builders whose endpoint is the current context.
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
-    type: str
-  docker_config:
-    description:
-      - The docker CLI configuration directory (C(DOCKER_CONFIG)) that holds contexts and builders.
-        Defaults to C(~/.docker) of the user the module runs as.
-    type: path
 attributes:
   check_mode:
     support: full

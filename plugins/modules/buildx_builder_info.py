@@ -17,38 +17,16 @@ description:
   - Changes nothing. Does not start builders; an inactive node reports only its fixed platforms.
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
+extends_documentation_fragment:
+  - fleet.multiarch.docker_cli
+  - fleet.multiarch.info_module
 options:
   names:
     description:
       - Only report these builders. Names that do not exist are listed in RV(missing).
     type: list
     elements: str
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to talk to (C(DOCKER_HOST)).
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
-    type: str
-  docker_config:
-    description:
-      - The docker CLI configuration directory (C(DOCKER_CONFIG)) that holds contexts and builders.
-    type: path
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reports only, there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
   platform:
     platforms: posix
     support: full

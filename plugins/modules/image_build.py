@@ -42,6 +42,7 @@ requirements:
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
+  - fleet.multiarch.docker_cli
   - fleet.multiarch.registry
 options:
   username:
@@ -208,18 +209,6 @@ options:
         masked. Default a new file under the system's temporary directory, in C(fleet-multiarch-build/)
         (created with mode C(0700)). A directory is refused before anything is built.
     type: path
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to build on (C(DOCKER_HOST)), for example C(unix:///var/run/fleet-docker2.sock).
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
-    type: str
 notes:
   - buildx pushes with the Docker CLI's credentials (C(docker login)); O(username) and O(password) are used by the
     module's own registry requests (reading the published index, assembling and copying it).
@@ -231,7 +220,6 @@ notes:
     build itself comes from the builder's cache, and the push goes to this build's own tag or by digest, so a
     second push cannot publish anything else. A self-hosted C(registry:2) answers 500 now and then when several
     manifests of one index are pushed under one tag at once, as the containerd image store does.
-  - O(docker_config) is also the directory the docker CLI reads (C(DOCKER_CONFIG)).
   - A C(# syntax=IMAGE) line makes BuildKit pull that Dockerfile frontend image before anything else, from its own
     registry (not the engine's registry mirror). When the builder cannot pull it, the task fails with a message
     that names the image and says to mirror it into a reachable registry and point the line there, or to drop

@@ -87,7 +87,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    description: Runs wherever Python runs; no Docker and no third-party Python library needed.
+    description: Runs wherever Python with C(requests) runs; no Docker engine or CLI is needed.
 seealso:
   - module: fleet.multiarch.manifest_info
 """
@@ -126,6 +126,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - fleet.multiarch.index_entries
 name:
   description: The reference of the index.
   returned: always
@@ -151,33 +153,6 @@ media_type:
 entries:
   description: The entries of the index, in order.
   returned: always
-  type: list
-  elements: dict
-  contains:
-    platform:
-      description: Normalised platform (C(linux/arm/v7)); C(unknown/unknown) for attestations.
-      type: str
-      sample: linux/arm/v7
-    digest:
-      description: Digest of the entry's manifest.
-      type: str
-    size:
-      description: Size in bytes of the entry's manifest.
-      type: int
-    media_type:
-      description: Media type of the entry's manifest.
-      type: str
-    attestation:
-      description: Whether the entry is an attestation manifest.
-      type: bool
-    os_version:
-      description: The C(os.version) of the platform, when set.
-      type: str
-      returned: when set
-    annotations:
-      description: Descriptor annotations, when any.
-      type: dict
-      returned: when set
 copied:
   description: Manifests that were (or in check mode would be) copied into the repository of O(name).
   returned: always

@@ -10,8 +10,9 @@ module: manifest_info
 short_description: Inspect an image reference in a registry, and find the digest a platform pulls
 version_added: 0.1.0
 description:
-  - Reads what a reference points to, straight from the registry API; the media type, digest, whether it is an
-    index, and each entry's platform, digest and size. For a single image the platform comes from its config.
+  - Reads what a reference points to, straight from the registry API (no Docker engine or CLI is needed); the
+    media type, digest, whether it is an index, and each entry's platform, digest and size. For a single image the
+    platform comes from its config.
   - With O(platform), returns the single digest a host of that platform pulls, by containerd's matching rules
     (C(arm64) and C(arm64/v8) are one platform; an C(arm/v7) host may run C(arm/v6) and C(arm/v5) images and prefers
     the highest; other variants match exactly; no other architecture is chosen).
@@ -23,6 +24,7 @@ requirements:
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
+  - fleet.multiarch.info_module
   - fleet.multiarch.registry
   - fleet.multiarch.require_platforms
 options:
@@ -37,19 +39,10 @@ options:
         RV(platform_digest) is the digest such a host pulls.
     type: str
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reports only, there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
   platform:
     platforms: posix
     support: full
-    description: Runs wherever Python runs; no Docker and no third-party Python library needed.
+    description: Runs wherever Python with C(requests) runs; no Docker engine or CLI is needed.
 seealso:
   - module: fleet.multiarch.manifest
 """
@@ -83,6 +76,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - fleet.multiarch.index_entries
 exists:
   description: Whether O(name) exists in the registry.
   returned: always
@@ -115,33 +110,6 @@ entries:
   description:
     - The entries of the index, in order; for a single image, one entry describing it.
   returned: when exists
-  type: list
-  elements: dict
-  contains:
-    platform:
-      description: Normalised platform (C(linux/arm/v7)); C(unknown/unknown) for attestations.
-      type: str
-      sample: linux/arm/v7
-    digest:
-      description: Digest of the entry's manifest.
-      type: str
-    size:
-      description: Size in bytes of the entry's manifest.
-      type: int
-    media_type:
-      description: Media type of the entry's manifest.
-      type: str
-    attestation:
-      description: Whether the entry is an attestation manifest.
-      type: bool
-    os_version:
-      description: The C(os.version) of the platform.
-      type: str
-      returned: when set
-    annotations:
-      description: Descriptor annotations.
-      type: dict
-      returned: when set
 platforms:
   description: The normalised platforms of the entries, attestations left out.
   returned: when exists
