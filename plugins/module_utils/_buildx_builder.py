@@ -197,22 +197,22 @@ class BuilderManager:
         self.finish(wanted)
 
     def apply(self, action: str, node):
+        create = {}  # the options of `buildx create` for this node, recorded and run alike
         if action == "rm":
             argv = ["buildx", "rm", "--", self.name]
         elif action == "leave":
             argv = ["buildx", "create", "--name", self.name, "--leave", "--node", node["name"]]
         else:
-            argv = bx.build_create_argv(
-                self.name,
-                node["endpoint"],
-                node=node["name"],
-                driver=self.driver,
-                driver_opts=node["driver_opts"],
-                platforms=node["platforms"],
-                buildkitd_flags=node["buildkitd_flags"],
-                buildkitd_config_path="<buildkitd_config>" if node["buildkitd_config"] is not None else None,
-                append=action == "append",
-            )
+            create = {
+                "node": node["name"],
+                "driver": self.driver,
+                "driver_opts": node["driver_opts"],
+                "platforms": node["platforms"],
+                "buildkitd_flags": node["buildkitd_flags"],
+                "append": action == "append",
+            }
+            config_path = "<buildkitd_config>" if node["buildkitd_config"] is not None else None
+            argv = bx.build_create_argv(self.name, node["endpoint"], buildkitd_config_path=config_path, **create)
         self.record(argv)
         if self.module.check_mode:
             return
@@ -221,17 +221,7 @@ class BuilderManager:
         elif action == "leave":
             self.cli.leave(self.name, node["name"])
         else:
-            self.cli.create(
-                self.name,
-                node["endpoint"],
-                node=node["name"],
-                driver=self.driver,
-                driver_opts=node["driver_opts"],
-                platforms=node["platforms"],
-                buildkitd_flags=node["buildkitd_flags"],
-                buildkitd_config=node["buildkitd_config"],
-                append=action == "append",
-            )
+            self.cli.create(self.name, node["endpoint"], buildkitd_config=node["buildkitd_config"], **create)
 
     def finish(self, wanted=None):
         exists = not (self.module.check_mode and self.cli.inspect(self.name) is None)
