@@ -8,6 +8,8 @@ class ModuleDocFragment:
     """The options of every module that runs the docker CLI (``_buildx.DOCKER_CLI_ARGS``)."""
 
     DOCUMENTATION = r"""
+requirements:
+  - the docker CLI with its buildx plugin (M(fleet.multiarch.buildx_plugin)) on the host that runs the module
 options:
   docker_cli:
     description:
@@ -28,7 +30,4 @@ options:
         the buildx builders and the C(config.json) that C(docker login) writes. Defaults to C($DOCKER_CONFIG), else
         C(~/.docker) of the user the module runs as.
     type: path
-notes:
-  - Runs the docker CLI (with its buildx plugin) through C(run_command), with argument lists only; the docker CLI
-    must be installed on the host that runs the module (see O(docker_cli)).
 """

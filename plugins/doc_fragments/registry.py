@@ -8,6 +8,8 @@ class ModuleDocFragment:
     """Registry authentication and TLS options, shared by every module that talks to a registry."""
 
     DOCUMENTATION = r"""
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 options:
   username:
     description:

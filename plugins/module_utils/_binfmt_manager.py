@@ -94,7 +94,7 @@ class BinfmtManager:
             "mounted": False,
         }
         self.result["skipped_platforms"] = skipped
-        self.diffs = []
+        self.diff = []
 
     def name(self, target: str) -> str:
         return self.params["name_prefix"] + target
@@ -183,7 +183,7 @@ class BinfmtManager:
             self.apply(actions)
         self.persist(files)
         after = predicted if self.check else self.kernel.entries()
-        self.diffs.insert(0, self.entries_diff(current, after, touched))
+        self.diff.insert(0, self.entries_diff(current, after, touched))
         present = self.params["state"] == "present"
         self.report(targets, after, (status_enabled or present) if self.check else self.kernel.status_enabled())
         if self.params["state"] == "present" and self.params["verify"]:
@@ -217,7 +217,7 @@ class BinfmtManager:
                     self.write_file(path, content)
             self.result["changed"] = True
             self.result["persisted"].append({"path": path, "action": action})
-            self.diffs.append(
+            self.diff.append(
                 {"before": before or "", "after": content or "", "before_header": path, "after_header": path}
             )
 

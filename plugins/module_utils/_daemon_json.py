@@ -192,6 +192,7 @@ class DaemonJsonManager:
         self.params = module.params
         self.path = self.params["path"]
         self.result = {"changed": False, "path": self.path}
+        self.diff = None
 
     def check_with_engine(self, text: str) -> None:
         """Refuse, before anything is written, a configuration the engine would not start with."""
@@ -225,7 +226,7 @@ class DaemonJsonManager:
         after_text = render(config)
         if self.params["validate"]:
             self.check_with_engine(after_text)
-        diff = {
+        self.diff = {
             "before_header": path,
             "after_header": path,
             "before": before_text if before_text is not None else "",
@@ -236,5 +237,5 @@ class DaemonJsonManager:
                 self.result["backup_file"] = self.module.backup_local(path)
             # through a symbolic link to the file it points to, which keeps the link
             write(self.module, os.path.realpath(path), after_text, exists=before_text is not None)
-        self.result.update(changed=True, diff=diff)
+        self.result["changed"] = True
         return self.result

@@ -54,6 +54,11 @@ class ManifestError(ValueError):
     """Input or content that cannot make a valid index; the message says what to change."""
 
 
+# What a module that reads or writes an index reports as its failure (the message says what to change); any
+# other exception is unexpected.
+INDEX_ERRORS = (RegistryError, ManifestError, PlatformError, ValueError)
+
+
 @dataclass
 class Entry:
     """One descriptor of an index: a per-platform image manifest, or an attestation manifest."""

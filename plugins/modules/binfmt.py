@@ -273,12 +273,12 @@ mounted:
 """
 
 import platform as pyplatform
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
 from ansible_collections.fleet.multiarch.plugins.module_utils._binfmt_manager import BinfmtManager
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_manager
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, host_platform
 
 ARGUMENT_SPEC = dict(
@@ -298,17 +298,8 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if pyplatform.system() != "Linux":
         module.fail_json(msg=f"binfmt_misc exists on Linux only; this host runs {pyplatform.system()}")
-    try:  # every option is checked here, before anything is touched
-        manager = BinfmtManager(module, bf.BinfmtMisc(module.run_command, root=bf.PROC_ROOT), host_platform())
-    except (PlatformError, bf.BinfmtError) as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        manager.run()
-    except bf.BinfmtError as exc:
-        module.fail_json(msg=str(exc), **manager.result)
-    except Exception as exc:  # report anything unexpected with its traceback
-        module.fail_json(msg=f"unexpected error: {exc}", exception=traceback.format_exc(), **manager.result)
-    module.exit_json(diff=manager.diffs, **manager.result)
+    kernel = bf.BinfmtMisc(module.run_command, root=bf.PROC_ROOT)
+    run_manager(module, lambda: BinfmtManager(module, kernel, host_platform()), (PlatformError, bf.BinfmtError))
 
 
 if __name__ == "__main__":

@@ -130,7 +130,6 @@ attributes:
     support: full
     description: Linux and other POSIX hosts with the docker CLI and its buildx plugin.
 notes:
-  - Needs the docker buildx plugin (see M(fleet.multiarch.buildx_plugin)).
   - Builders belong to the docker configuration directory (O(docker_config)), so they are per user.
 seealso:
   - module: fleet.multiarch.buildx_builder_info
@@ -264,12 +263,11 @@ nodes:
       type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
 from ansible_collections.fleet.multiarch.plugins.module_utils._buildx_builder import BuilderManager
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_manager
 
 ARGUMENT_SPEC = {
     "name": {"type": "str", "required": True},
@@ -302,19 +300,7 @@ def main():
         mutually_exclusive=[("nodes", "endpoint"), ("nodes", "platforms")],
         supports_check_mode=True,
     )
-    manager = None
-    try:
-        cli = bx.DockerCLI.from_module(module)
-        manager = BuilderManager(module, cli)
-        manager.run()
-    except bx.BuildxError as exc:
-        extra = dict(manager.result) if manager else {}
-        extra.update(exc.to_result())
-        module.fail_json(msg=str(exc), **extra)
-    except Exception as exc:  # report anything unexpected with its traceback
-        extra = manager.result if manager else {}
-        module.fail_json(msg=f"unexpected error: {exc}", exception=traceback.format_exc(), **extra)
-    module.exit_json(diff=manager.diff, **manager.result)
+    run_manager(module, lambda: BuilderManager(module, bx.DockerCLI.from_module(module)), (bx.BuildxError,))
 
 
 if __name__ == "__main__":

@@ -174,12 +174,11 @@ url:
   sample: https://github.com/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-amd64
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._buildx import BuildxError
 from ansible_collections.fleet.multiarch.plugins.module_utils._buildx_plugin import PluginInstaller
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_manager
 
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
@@ -204,17 +203,7 @@ def main():
         mutually_exclusive=[("src", "url"), ("src", "checksum_url"), ("checksum", "checksum_url")],
         supports_check_mode=True,
     )
-    installer = None
-    try:
-        installer = PluginInstaller(module)
-        installer.run()
-    except BuildxError as exc:
-        extra = installer.result if installer else {}
-        module.fail_json(msg=str(exc), **extra)
-    except Exception as exc:  # report anything unexpected with its traceback
-        extra = installer.result if installer else {}
-        module.fail_json(msg=f"unexpected error: {exc}", exception=traceback.format_exc(), **extra)
-    module.exit_json(diff=installer.diff, **installer.result)
+    run_manager(module, lambda: PluginInstaller(module), (BuildxError,))
 
 
 if __name__ == "__main__":

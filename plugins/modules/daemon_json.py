@@ -122,6 +122,7 @@ backup_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._daemon_json import DaemonJsonError, DaemonJsonManager
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_manager
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "default": "/etc/docker/daemon.json"},
@@ -134,12 +135,7 @@ ARGUMENT_SPEC = {
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    manager = DaemonJsonManager(module)
-    try:
-        manager.run()
-    except DaemonJsonError as exc:
-        module.fail_json(msg=str(exc), **manager.result)
-    module.exit_json(**manager.result)
+    run_manager(module, lambda: DaemonJsonManager(module), (DaemonJsonError,))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,6 @@ description:
     V(auto) inspects the builder and tells which one it used and why.
   - The full build output is written, as it comes, to RV(log_path) on the host (lines of concurrent builds are
     prefixed with their platform). Long builds can run with Ansible's C(async).
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
@@ -390,9 +388,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     ImageBuilder,
     image_build_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import INDEX_ERRORS
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
 
 
@@ -416,7 +413,7 @@ def main():
     except bx.BuildxError as exc:
         extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **{**extra, **exc.to_result()})
-    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
+    except INDEX_ERRORS as exc:
         extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **extra)
     except Exception as exc:

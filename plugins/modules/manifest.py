@@ -22,8 +22,6 @@ description:
     nothing is pushed.
   - With O(require_platforms), a platform the joined index would not serve fails the task before anything is
     pushed.
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
@@ -161,17 +159,15 @@ copied:
   sample: [sha256:1bce700380b74b43454dd1fbd2aee520a83bf5fbc8e5cc7810246cc1f63956b1]
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
-    ManifestError,
+    INDEX_ERRORS,
     ManifestManager,
     require_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_task
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
 
 
@@ -192,16 +188,13 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
-    try:
+
+    def work():
         target = parse_reference(module.params["name"])
         pool = ClientPool(module.params, target.registry)
-        manager = ManifestManager(pool, module.params, check_mode=module.check_mode, diff=module._diff)
-        result = manager.run()
-    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
-        module.fail_json(msg=str(exc), name=module.params["name"])
-    except Exception as exc:
-        module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
-    module.exit_json(**result)
+        return ManifestManager(pool, module.params, check_mode=module.check_mode, diff=module._diff).run()
+
+    run_task(module, work, INDEX_ERRORS, name=module.params["name"])
 
 
 if __name__ == "__main__":

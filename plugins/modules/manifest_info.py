@@ -19,8 +19,6 @@ description:
   - With O(require_platforms), a platform that no entry serves is a failure, and so is an O(name) that does not
     exist (the gate of a release, or the check before a rollout).
   - Changes nothing.
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
@@ -135,17 +133,15 @@ manifest:
   type: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
-    ManifestError,
+    INDEX_ERRORS,
     inspect,
     require_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_task
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
 
 
@@ -161,16 +157,16 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
+
     params = module.params
-    try:
+
+    def work():
         ref = parse_reference(params["name"])
         client = ClientPool(params, ref.registry).get(ref.registry)
-        result = inspect(client, ref, params["platform"], params["require_platforms"], params["require_match"])
-    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
-        module.fail_json(msg=str(exc), name=params["name"])
-    except Exception as exc:
-        module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
-    module.exit_json(changed=False, **result)
+        found = inspect(client, ref, params["platform"], params["require_platforms"], params["require_match"])
+        return {"changed": False, **found}
+
+    run_task(module, work, INDEX_ERRORS, name=params["name"])
 
 
 if __name__ == "__main__":
