@@ -283,8 +283,9 @@ class ImageBuilder:
         """``(fetched, fingerprint, {platform: digest})`` of what ``ref`` (or ``reference`` in its repository, a
         digest) holds; (None, "", {}) when nothing.
 
-        Read as every module reads an index (``_manifest.describe``); what cannot be read into entries (an index
-        of another kind, an image without a platform) serves no platform, so it is not this build.
+        Read as every module reads an index (``_manifest.read_manifest`` and ``entries_of``: attestations serve no
+        platform); what cannot be read into entries (a nested index, an image whose config names no platform)
+        serves no platform either, so it is not this build and is built over.
         """
         client = self.pool.get(ref.registry)
         ref = ref.with_digest(reference) if reference else ref

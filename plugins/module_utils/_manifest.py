@@ -5,9 +5,10 @@
 
 """Image indexes (manifest lists): flatten sources, check platforms, build, compare, match, read, publish.
 
-The data part is pure. :func:`image_entry` and :func:`describe` read through a registry client passed in
-(:class:`~._registry.RegistryClient`) and do no HTTP of their own; :class:`ManifestManager` (the ``manifest``
-module) and :func:`inspect` (the ``manifest_info`` module) work through the clients they are given.
+The data part is pure. The one reader of a published index - :func:`read_manifest`, :func:`entries_of` (and
+:func:`describe`, both at once), used by manifest, manifest_info, image_build and container_rollout - reads through
+a registry client passed in (:class:`~._registry.RegistryClient`) and does no HTTP of its own; so do
+:class:`ManifestManager` (the ``manifest`` module) and :func:`inspect` (the ``manifest_info`` module).
 Platform strings are parsed by ``_platform`` only.
 """
 
