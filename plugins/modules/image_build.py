@@ -37,11 +37,10 @@ description:
     V(auto) inspects the builder and tells which one it used and why.
   - The full build output is written, as it comes, to RV(log_path) on the host (lines of concurrent builds are
     prefixed with their platform). Long builds can run with Ansible's C(async).
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
+  - fleet.multiarch.docker_cli
   - fleet.multiarch.registry
 options:
   username:
@@ -208,18 +207,6 @@ options:
         masked. Default a new file under the system's temporary directory, in C(fleet-multiarch-build/)
         (created with mode C(0700)). A directory is refused before anything is built.
     type: path
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to build on (C(DOCKER_HOST)), for example C(unix:///var/run/fleet-docker2.sock).
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
-    type: str
 notes:
   - buildx pushes with the Docker CLI's credentials (C(docker login)); O(username) and O(password) are used by the
     module's own registry requests (reading the published index, assembling and copying it).
@@ -231,7 +218,6 @@ notes:
     build itself comes from the builder's cache, and the push goes to this build's own tag or by digest, so a
     second push cannot publish anything else. A self-hosted C(registry:2) answers 500 now and then when several
     manifests of one index are pushed under one tag at once, as the containerd image store does.
-  - O(docker_config) is also the directory the docker CLI reads (C(DOCKER_CONFIG)).
   - A C(# syntax=IMAGE) line makes BuildKit pull that Dockerfile frontend image before anything else, from its own
     registry (not the engine's registry mirror). When the builder cannot pull it, the task fails with a message
     that names the image and says to mirror it into a reachable registry and point the line there, or to drop
@@ -402,9 +388,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     ImageBuilder,
     image_build_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import INDEX_ERRORS
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
 
 
@@ -428,7 +413,7 @@ def main():
     except bx.BuildxError as exc:
         extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **{**extra, **exc.to_result()})
-    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
+    except INDEX_ERRORS as exc:
         extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **extra)
     except Exception as exc:
