@@ -229,13 +229,18 @@ class EngineEvents:
         self.proc.wait()
 
 
-def test_v1_reaches_the_device(fleet, releases, report_dir):
+def rolled_out(fleet, releases, report_dir, version: str, step: str) -> None:
+    """A rollout of ``version`` that succeeds: the device is reported updated and serves it."""
     t0 = time.monotonic()
-    code, output, _recap, report = rollout(fleet, releases["v1"], report_dir)
-    TIMES["v1"] = time.monotonic() - t0
+    code, output, _recap, report = rollout(fleet, releases[version], report_dir)
+    TIMES[step] = time.monotonic() - t0
     assert code == 0, output[-8000:]
     assert rows_by_host(report)[fleet.name]["result"] == "updated"
-    assert serving(fleet, releases) == "v1"
+    assert serving(fleet, releases) == version
+
+
+def test_v1_reaches_the_device(fleet, releases, report_dir):
+    rolled_out(fleet, releases, report_dir, "v1", "v1")
 
 
 def test_network_cut_in_the_middle_of_the_pull(fleet, releases, report_dir, testenv):
@@ -370,12 +375,7 @@ def test_power_cut_in_the_middle_of_the_swap(fleet, releases, report_dir):
 
 
 def test_the_next_rollout_converges(fleet, releases, report_dir):
-    t0 = time.monotonic()
-    code, output, _recap, report = rollout(fleet, releases["bigB"], report_dir)
-    TIMES["converge"] = time.monotonic() - t0
-    assert code == 0, output[-8000:]
-    assert rows_by_host(report)[fleet.name]["result"] == "updated"
-    assert serving(fleet, releases) == "bigB"
+    rolled_out(fleet, releases, report_dir, "bigB", "converge")
     interrupted, last = history(fleet)[-2:]
     assert (interrupted["result"], interrupted["digest"]) == ("interrupted", digest_of(releases, "bigB")), interrupted
     print(f"\nconverged: {interrupted['detail']}")
