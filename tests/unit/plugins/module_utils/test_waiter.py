@@ -57,8 +57,9 @@ CRASH_LOOP = {
     },
     "HostConfig": {"RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}},
 }
-# The rollout test app's new container on an emulated arm64 guest (Engine 20.10.24) seconds after
-# `systemctl restart docker` began: the engine stopped it with itself, and does not restart it until it is back.
+# A busybox httpd container (restart policy unless-stopped) on an emulated arm64 guest (Engine 20.10.24), polled
+# while `systemctl restart docker` ran: the engine stopped it with itself (httpd ignores SIGTERM, so it was killed
+# after 10 s) and left it so until it was back, when it started it again.
 STOPPED_WITH_THE_ENGINE = {
     "State": {
         "Status": "exited",
@@ -68,10 +69,10 @@ STOPPED_WITH_THE_ENGINE = {
         "OOMKilled": False,
         "Dead": False,
         "Pid": 0,
-        "ExitCode": 0,
+        "ExitCode": 137,
         "Error": "",
-        "StartedAt": "2026-12-08T01:08:11.912293952Z",
-        "FinishedAt": "2026-12-08T01:08:14.480000000Z",
+        "StartedAt": "2026-12-08T02:48:22.527792912Z",
+        "FinishedAt": "2026-12-08T02:48:44.89237176Z",
     },
     "HostConfig": {"RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}},
 }
@@ -87,13 +88,21 @@ STOPPED_WITH_THE_ENGINE = {
         ({"State": {**HEALTHY_STATE, "Restarting": True, "Status": "restarting"}}, "exited", "restarting"),
         ({"State": {**EXITED_STATE, "Error": "port is already allocated"}}, "exited", "already allocated"),
         (CRASH_LOOP, "exited", "the container is restarting (exit code 3)"),
-        (STOPPED_WITH_THE_ENGINE, "waiting", "not restarting under restart policy unless-stopped"),
+        (
+            STOPPED_WITH_THE_ENGINE,
+            "waiting",
+            "exited (exit code 137) and not restarting under restart policy unless-stopped",
+        ),
         (
             {**STOPPED_WITH_THE_ENGINE, "HostConfig": {"RestartPolicy": {"Name": "no"}}},
             "exited",
-            "exited (exit code 0)",
+            "exited (exit code 137)",
         ),
-        ({**STOPPED_WITH_THE_ENGINE, "HostConfig": {"RestartPolicy": {"Name": "on-failure"}}}, "exited", "exit code 0"),
+        (
+            {**STOPPED_WITH_THE_ENGINE, "HostConfig": {"RestartPolicy": {"Name": "on-failure"}}},
+            "exited",
+            "exit code 137",
+        ),
     ],
 )
 def test_container_state(attrs, state, detail):
