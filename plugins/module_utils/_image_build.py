@@ -147,6 +147,7 @@ class ImageBuilder:
         self.started = time.monotonic()
         self.tags = [parse_reference(t) for t in self.params["tags"]]
         self.primary = self.tags[0]
+        self.context = self.dockerfile = ""  # set by prepare()
         self.platforms = bd.normalize_platform_list(self.params["platforms"])
         self.labels = {k: _text(v) for k, v in (self.params["labels"] or {}).items()}
         self.annotations = {k: _text(v) for k, v in (self.params["annotations"] or {}).items()}
@@ -672,6 +673,19 @@ class ImageBuilder:
         slug = self.primary.repository.replace("/", "-")
         return os.path.join(tempfile.gettempdir(), "fleet-multiarch-build", f"{slug}-{stamp}-{os.getpid()}.log")
 
+    def prepare(self) -> str:
+        """Validate the input and compute the fingerprint (once): the fingerprint."""
+        if not self.result["fingerprint"]:
+            self.context, self.dockerfile = self.validate()
+            self.compute_fingerprint(self.context, self.dockerfile)
+        return self.result["fingerprint"]
+
+    def set_tags(self, tags: list) -> None:
+        """Publish as ``tags`` instead (the release chooses its tag from the fingerprint; same registry)."""
+        self.tags = [parse_reference(t) for t in tags]
+        self.primary = self.tags[0]
+        self.result["tags"] = [str(t) for t in self.tags]
+
     def assess(self) -> bool:
         """Validate, fingerprint, compare with the registry: True when every tag already holds this build.
 
@@ -679,8 +693,7 @@ class ImageBuilder:
         client cannot), so it can run wherever the build context is, the controller included.
         """
         p = self.params
-        self.context, self.dockerfile = self.validate()
-        fp = self.compute_fingerprint(self.context, self.dockerfile)
+        fp = self.prepare()
         before = {}
         self.missing_tags = list(self.tags[1:])
         self.current = False
@@ -700,9 +713,13 @@ class ImageBuilder:
         return self.current and not p["force"] and not self.missing_tags
 
     def run(self) -> dict:
-        p = self.params
         if self.assess():
             return self.finish()
+        return self.apply()
+
+    def apply(self) -> dict:
+        """After :meth:`assess` found something to do: copy the index to the tags that lack it, or build."""
+        p = self.params
         fp = self.result["fingerprint"]
         if self.current and not p["force"]:
             self.result["changed"] = True
