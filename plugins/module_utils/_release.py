@@ -401,6 +401,9 @@ class ReleaseManager:
         return {"changed": changed, "tag": self.tag, "build": build, "moved_tags": self.result["moved_tags"]}
 
 
+FAILURES = (ReleaseError, bd.BuildError, bx.BuildxError, RegistryError, ManifestError, PlatformError, ValueError)
+
+
 def run_release(module, previous: ReleaseRecord | None = None, write: bool = True) -> dict | None:
     """The release task's result, a failure included (``failed``, ``msg``): the one failure path of the module
     and of the action plugin. None when ``write`` is false and something would have to be written."""
@@ -410,7 +413,7 @@ def run_release(module, previous: ReleaseRecord | None = None, write: bool = Tru
         pool = ClientPool(module.params, parse_reference(module.params["repository"]).registry)
         manager = ReleaseManager(module, pool, previous)
         result = manager.run(write)
-    except (ReleaseError, bd.BuildError, bx.BuildxError, RegistryError, ManifestError, PlatformError, ValueError) as exc:
+    except FAILURES as exc:
         out = manager.failed() if manager is not None else {"changed": False}
         if isinstance(exc, bd.BuildError):
             out.update(exc.details)

@@ -154,7 +154,7 @@ notes:
 attributes:
   action:
     support: full
-    description: Reads and writes the record on the controller; answers an unchanged release there when the task runs there.
+    description: Reads and writes the record on the controller; answers an unchanged release there when it runs there.
   check_mode:
     support: full
     description: Plans, and when the immutable tag holds the build, gates and compares the moving tags; writes nothing.

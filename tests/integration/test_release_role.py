@@ -109,7 +109,53 @@ def missing(registry: str, repository: str, ref: str) -> bool:
     return resp.status_code == 404
 
 
-def test_release_check_apply_check_apply_gate_and_promotion(testenv, repo, app, tmp_path):
+def check_record(record: dict, repo: str, commit: str) -> None:
+    """The first release's record, against the registry's HTTP API (not the collection's client)."""
+    registry, repository = repo.split("/", 1)
+    for key in ("schema", "name", "repository", "tag", "moving_tags", "index_digest", "platforms", "fingerprint"):
+        assert key in record, key
+    assert record["schema"] == 1 and record["name"] == "app" and record["repository"] == repo
+    assert record["tag"] == commit[:12] and record["git_commit"] == commit and record["git_dirty"] is False
+    assert record["moving_tags"] == ["latest", "1.0"]
+    assert record["changed"] is True
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["created"])
+    assert record["fingerprint"].startswith("sha256:")
+    assert sorted(record["platforms"]) == sorted(PLATFORMS)
+    digest, index = registry_manifest(registry, repository, record["tag"])
+    assert digest == record["index_digest"]
+    served = {
+        "/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")))): m[
+            "digest"
+        ]
+        for m in index["manifests"]
+    }
+    assert served == record["platforms"]
+    for platform, platform_digest in record["platforms"].items():
+        found, manifest = registry_manifest(registry, repository, platform_digest)
+        assert found == platform_digest, platform
+        size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+        assert record["sizes"][platform] == size > 0, platform
+    for tag in ("latest", "1.0"):
+        assert registry_manifest(registry, repository, tag)[0] == record["index_digest"], tag
+
+
+def move_tag(registry: str, repository: str, tag: str, source: str) -> None:
+    """Point repository:tag at what repository:source holds, as another writer would (plain HTTP)."""
+    held = requests.get(
+        f"http://{registry}/v2/{repository}/manifests/{source}", headers={"Accept": INDEX_TYPES}, timeout=30
+    )
+    put = requests.put(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        data=held.content,
+        headers={"Content-Type": held.headers["Content-Type"]},
+        timeout=30,
+    )
+    assert put.status_code == 201, put.text
+
+
+@pytest.fixture
+def released(testenv, repo, app, tmp_path) -> dict:
+    """Check mode before the first release, then the first release, each checked: what the tests go on from."""
     context, commit = app
     registry, repository = repo.split("/", 1)
     record_path = tmp_path / "releases" / "app.json"
@@ -142,37 +188,19 @@ def test_release_check_apply_check_apply_gate_and_promotion(testenv, repo, app, 
     assert result["answered_by"] == "module"
     record = json.loads(record_path.read_text())
     assert result["record"] == record
-    for key in ("schema", "name", "repository", "tag", "moving_tags", "index_digest", "platforms", "fingerprint"):
-        assert key in record, key
-    assert record["schema"] == 1 and record["name"] == "app" and record["repository"] == repo
-    assert record["tag"] == commit[:12] and record["git_commit"] == commit and record["git_dirty"] is False
-    assert record["moving_tags"] == ["latest", "1.0"]
-    assert record["changed"] is True
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["created"])
-    assert record["fingerprint"].startswith("sha256:")
-    assert sorted(record["platforms"]) == sorted(PLATFORMS)
-    assert all(size > 0 for size in record["sizes"].values())
+    check_record(record, repo, commit)
     assert "password" not in record_path.read_text()
-
-    digest, index = registry_manifest(registry, repository, record["tag"])
-    assert digest == record["index_digest"]
-    served = {
-        "/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")))): m[
-            "digest"
-        ]
-        for m in index["manifests"]
-    }
-    assert served == record["platforms"]
-    for platform, platform_digest in record["platforms"].items():
-        assert registry_manifest(registry, repository, platform_digest)[0] == platform_digest, platform
-        manifest = registry_manifest(registry, repository, platform_digest)[1]
-        size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
-        assert record["sizes"][platform] == size, platform
-    for tag in ("latest", "1.0"):
-        assert registry_manifest(registry, repository, tag)[0] == record["index_digest"], tag
     assert f"{'platform':14} {'digest':71}" in first.stdout  # the summary table
     assert f"index {record['index_digest']} <- latest, 1.0" in first.stdout
     text, mtime = record_path.read_text(), record_path.stat().st_mtime_ns
+    return {"base": base, "record": record, "text": text, "mtime": mtime, "record_path": record_path}
+
+
+def test_release_again_check_and_apply_refusal_and_gate(released, repo, app, tmp_path):
+    """After the first release: check and apply change nothing; other inputs are refused; a failing gate."""
+    base, record, record_path, text = released["base"], released["record"], released["record_path"], released["text"]
+    _context, commit = app
+    registry, repository = repo.split("/", 1)
 
     # 2. check mode again, and 3. apply again: nothing to do, answered on the controller, the file untouched
     for options in (("--check", "--diff"), ()):
@@ -183,7 +211,7 @@ def test_release_check_apply_check_apply_gate_and_promotion(testenv, repo, app, 
         assert result["answered_by"] == "controller", result
         assert not result["record_changed"] and result["record"]["created"] == record["created"]
         assert result["record"]["changed"] is False  # this run's; the file keeps the run that wrote it
-        assert record_path.read_text() == text and record_path.stat().st_mtime_ns == mtime
+        assert record_path.read_text() == text and record_path.stat().st_mtime_ns == released["mtime"]
         assert " unchanged" in again.stdout
 
     # 4. other inputs under the same commit would change the immutable tag: refused before building
@@ -206,20 +234,27 @@ def test_release_check_apply_check_apply_gate_and_promotion(testenv, repo, app, 
         assert registry_manifest(registry, repository, tag)[0] == record["index_digest"], tag
     assert record_path.read_text() == text
 
+
+def test_release_promotion_without_a_build_record_and_dirty_tag(released, repo, app, tmp_path):
+    """After the first release: a moved moving tag is moved back without a build, a new moving tag rewrites the record
+    (``created`` kept), an untracked file makes a dirty tag."""
+    base, record, record_path, text = released["base"], released["record"], released["record_path"], released["text"]
+    context, commit = app
+    registry, repository = repo.split("/", 1)
+    other = {
+        **base,
+        "release_tag": "other",
+        "release_moving_tags": [],
+        "release_build_args": {**base["release_build_args"], "APP_VERSION": "other"},
+        "release_record_path": str(tmp_path / "other.json"),
+    }
+    assert release(tmp_path, **other)[0].returncode == 0
+
     # 6. someone moved `latest` away: the release builds nothing and moves it back; the record is the same
-    gated_index = requests.get(
-        f"http://{registry}/v2/{repository}/manifests/gate-test", headers={"Accept": INDEX_TYPES}, timeout=30
-    )
-    put = requests.put(
-        f"http://{registry}/v2/{repository}/manifests/latest",
-        data=gated_index.content,
-        headers={"Content-Type": gated_index.headers["Content-Type"]},
-        timeout=30,
-    )
-    assert put.status_code == 201, put.text
+    move_tag(registry, repository, "latest", "other")
     proc, result = release(tmp_path, "--check", **base)
     assert proc.returncode == 0 and result["changed"] and result["moved_tags"] == ["latest"], result
-    assert registry_manifest(registry, repository, "latest")[0] == gated_digest
+    assert registry_manifest(registry, repository, "latest")[0] != record["index_digest"]
     proc, result = release(tmp_path, **base)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert result["changed"] and not result["built"] and result["moved_tags"] == ["latest"], result
