@@ -140,7 +140,7 @@ def summary_lines(record: dict, built: bool, check_mode: bool, pending: str = ""
         return [f"{head} {pending}{mode}"]
     lines = [
         f"{head} {'built' if built else 'unchanged'}{mode}",
-        f"index {record['index_digest']} <- {', '.join(record['moving_tags'])}",
+        f"index {record['index_digest']} <- {', '.join(record['moving_tags']) or '(no moving tags)'}",
         f"{'platform':14} {'digest':71} {'size':>10}",
     ]
     for platform, digest in record["platforms"].items():

@@ -149,7 +149,7 @@ options:
 notes:
   - A failure after the build (the gate, a registry that goes away) leaves the moving tags and the record where they
     were, and the index under the immutable tag only; the next run builds nothing new and completes the release. A
-    registry that fails during the promotion itself can leave some moving tags moved: the next run moves the rest.
+    registry that fails during the promotion itself can leave some moving tags moved; the next run moves the rest.
   - The registry password (O(password)) is never logged and never written to the record.
 attributes:
   action:
