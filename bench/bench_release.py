@@ -35,8 +35,9 @@ LARGE_FILES = 3000
 LARGE_BYTES = 100 * 1024 * 1024
 
 
-def small_context() -> Path:
-    ctx = b.WORK / "release-small"
+def small_context(ctx: Path | None = None) -> Path:
+    """A Dockerfile and three files, in ``ctx`` (default ``$BENCH_WORK/release-small``)."""
+    ctx = ctx or b.WORK / "release-small"
     ctx.mkdir(parents=True, exist_ok=True)
     (ctx / "Dockerfile").write_text(DOCKERFILE)
     (ctx / "app.sh").write_text("#!/bin/sh\necho hello from the fleet\n")
