@@ -5,9 +5,10 @@
 
 """The work of ``image_build``: fingerprint, compare with the registry, build, publish.
 
-The module (``plugins/modules/image_build.py``) runs it on the build host. Its action plugin
-(``plugins/action/image_build.py``) runs only :meth:`ImageBuilder.assess` in the controller's own process
-when the build host is the controller, to answer an unchanged release without starting a module.
+The module (``plugins/modules/image_build.py``) runs it on the build host; the release (``_release.py``) runs
+it as its build step, :meth:`ImageBuilder.prepare` and :meth:`ImageBuilder.assess` first (the release chooses
+its tag from the fingerprint), then :meth:`ImageBuilder.apply` when there is something to do. The release's
+action plugin runs the assessment in the controller's own process when the build host is the controller.
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ class ImageBuilder:
         self.secret_values = []  # what the build's secrets hold, masked in the log, the messages and the result
         self.syntax = ""  # the frontend image of the Dockerfile's `# syntax=` line, read by compute_fingerprint
         self.current = False  # set by assess(): the first tag holds this build
+        self.published_manifest = None  # set by assess(): what the first tag held (Fetched), None when nothing
         self.missing_tags = []  # set by assess(): the other tags that do not point to it yet
         self.result = {
             "changed": False,
@@ -177,7 +179,6 @@ class ImageBuilder:
             "seconds": 0.0,
             "log_path": "",
             "staging_tags": [],
-            "answered_by": "module",
         }
 
     # ---- checks of the input
@@ -699,6 +700,7 @@ class ImageBuilder:
         self.current = False
         if p["push"]:
             self.current, self.missing_tags, fetched, digests = self.up_to_date(fp)
+            self.published_manifest = fetched
             if fetched is not None:
                 before = {
                     "fingerprint": self.result["published_fingerprint"],

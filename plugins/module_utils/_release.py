@@ -291,8 +291,11 @@ class ReleaseManager:
     # ---- the gate and the promotion
 
     def gate(self, digest: str, built: dict):
-        """The index read back by its digest; ReleaseError when it may not be promoted."""
-        index = self.client.get_manifest(self.repository.repository, digest)
+        """The index as the registry serves it (read by its digest, or the tag's read of moments ago when that was
+        this digest: its bytes are verified against it); ReleaseError when it may not be promoted."""
+        index = self.builder.published_manifest
+        if index is None or index.digest != digest:
+            index = self.client.get_manifest(self.repository.repository, digest)
         required = self.params["require_platforms"] or self.params["platforms"]
         problem = gate_problem(index, built, required)
         if problem:

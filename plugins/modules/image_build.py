@@ -20,13 +20,6 @@ description:
     When every tag already carries the same fingerprint and exactly the requested platforms, nothing is built
     and C(changed) is false. This takes a few registry requests and no docker command (unless the engine's
     registry mirror has to be read, see O(base_image_registry)).
-  - B(An unchanged release on the controller.) When the task runs on the controller itself (connection C(local),
-    as the build host often is), without C(become), a task C(environment) or C(async), the module's action plugin
-    makes that check in the controller's own process, with the module's code and options, and answers without
-    starting a module when every tag already holds the build (RV(answered_by=controller)), in about a tenth of a second
-    instead of the half second a module start costs; in check mode it gives every answer, as check mode builds and
-    writes nothing. In every other case, and whenever there is something to build or tag, the module runs on the
-    host as usual (RV(answered_by=module)).
   - Changing any input, one platform, or a base image that moved to a new digest, builds again. O(force) always
     builds. When only some tags lack the index, the index is copied to them without building.
   - B(Strategies.) V(multi) runs one C(buildx build --platform a,b,c); it needs a builder that exports an
@@ -237,9 +230,6 @@ notes:
     that names the image and says to mirror it into a reachable registry and point the line there, or to drop
     the line.
 attributes:
-  action:
-    support: full
-    description: The action plugin answers an unchanged release on the controller when the task runs there.
   check_mode:
     support: full
     description: Computes the fingerprint, reads the published index and reports whether a build would happen.
@@ -361,13 +351,6 @@ seconds:
   description: Seconds the task took.
   returned: always
   type: float
-answered_by:
-  description:
-    - V(controller) when the action plugin answered in the controller's process (every tag already holds the
-      build, or check mode); V(module) when the module ran on the host.
-  returned: success
-  type: str
-  sample: controller
 log_path:
   description: The file with the full build output; empty when nothing was built.
   returned: always

@@ -34,7 +34,17 @@ import yaml
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import RegistryClient
 
-from .helpers import VENV_BIN, DyingRelay, ansible_env, play_recap, playbook_argv, purge_repository, run, run_module
+from .helpers import (
+    VENV_BIN,
+    DyingRelay,
+    ansible_env,
+    play_recap,
+    playbook_argv,
+    playbook_results,
+    purge_repository,
+    run,
+    run_module,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "docs" / "examples" / "app"
@@ -277,6 +287,39 @@ def test_release_promotion_without_a_build_record_and_dirty_tag(released, repo, 
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert re.fullmatch(rf"{commit[:12]}-dirty-[0-9a-f]{{12}}", result["tag"]), result["tag"]
     assert result["changed"] and missing(registry, repository, result["tag"])
+
+
+def test_the_controller_answers_an_unchanged_release_as_the_module_does(released, repo, tmp_path):
+    """The action plugin answers an unchanged release in the controller's process; the module (kept there by a task
+    ``environment``) gives the same answer, key by key, applied and in check mode with diff."""
+    base = released["base"]
+    args = {
+        "context": base["release_context"],
+        "repository": repo,
+        "name": "app",
+        "platforms": PLATFORMS,
+        "moving_tags": base["release_moving_tags"],
+        "build_args": base["release_build_args"],
+        "base_image_registry": base["release_base_image_registry"],
+        "record_path": base["release_record_path"],
+    }
+    tasks = [
+        {"name": "Here", "fleet.multiarch.release": args},
+        {"name": "In the module", "fleet.multiarch.release": args, "environment": {"FLEET_TEST": "1"}},
+    ]
+    playbook = tmp_path / "twice.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    compared = ("changed", "built", "tag", "digest", "moved_tags", "record", "record_changed", "record_path", "summary")
+    build_keys = ("digest", "platform_digests", "fingerprint", "published_fingerprint", "base_images", "context")
+    for check_mode, diff in ((False, False), (True, True)):
+        here, there = playbook_results(playbook, check_mode=check_mode, diff=diff)
+        assert not here["failed"] and not there["failed"], (here.get("msg"), there.get("msg"))
+        assert (here["answered_by"], there["answered_by"]) == ("controller", "module")
+        assert here["changed"] is False and here["record"] == {**released["record"], "changed": False}
+        assert {k: here[k] for k in compared} == {k: there[k] for k in compared}
+        assert {k: here["build"][k] for k in build_keys} == {k: there["build"][k] for k in build_keys}
+        assert here.get("diff") == there.get("diff") and bool(here.get("diff")) is diff
+    assert released["record_path"].read_text() == released["text"]
 
 
 def test_a_bad_record_fails_before_anything_is_built(testenv, repo, app, tmp_path):
