@@ -35,6 +35,7 @@ requirements:
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
+  - fleet.multiarch.build
   - fleet.multiarch.registry
 options:
   username:
@@ -45,22 +46,6 @@ options:
         registry is used anonymously. Other registries (of base images, of further tags) always take their
         credentials from the Docker config.
     type: str
-  context:
-    description:
-      - The build context directory on the host that runs the module.
-    type: path
-    required: true
-  dockerfile:
-    description:
-      - The Dockerfile, relative to O(context) unless absolute.
-    type: path
-    default: Dockerfile
-  platforms:
-    description:
-      - The platforms to build, in any spelling the collection knows (C(linux/arm/v7), C(armhf), C(aarch64)).
-    type: list
-    elements: str
-    required: true
   tags:
     description:
       - Full references (C(registry/repository:tag)) to publish the image as. The first is built and pushed;
@@ -74,10 +59,6 @@ options:
         so use O(secrets) for credentials.
     type: dict
     default: {}
-  target:
-    description:
-      - The stage to build (C(--target)).
-    type: str
   labels:
     description:
       - Labels of the image config (C(--label)).
@@ -157,16 +138,6 @@ options:
       - Also load the image into the engine as the first tag (one platform only).
     type: bool
     default: false
-  builder:
-    description:
-      - The buildx builder (or docker context) to build with; default the current builder.
-    type: str
-  platform_builders:
-    description:
-      - Platform -> builder or docker context that builds it (a native ARM node, for example). Platforms not
-        listed use O(builder). Implies O(strategy=per_platform) under V(auto).
-    type: dict
-    default: {}
   strategy:
     description:
       - V(auto) chooses by inspecting the builder, see the description; V(multi) and V(per_platform) force one.
@@ -183,36 +154,12 @@ options:
         store, and the SBOM scanner image (C(docker/buildkit-syft-scanner)) must be reachable by the builder.
     type: bool
     default: false
-  force:
-    description:
-      - Build even when the published image carries the same fingerprint.
-    type: bool
-    default: false
-  base_image_registry:
-    description:
-      - Where base images without a registry host (C(FROM busybox)) are looked up for the fingerprint, as
-        C(host:port). Defaults to the engine's first registry mirror (C(docker info)); give it to save that call.
-      - When neither is available, or that registry lacks the image, C(docker buildx imagetools inspect)
-        resolves the base image instead.
-    type: str
   log_path:
     description:
       - The file the build output is written to, readable by its owner only (mode C(0600)), with the secrets
         masked. Default a new file under the system's temporary directory, in C(fleet-multiarch-build/)
         (created with mode C(0700)). A directory is refused before anything is built.
     type: path
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to build on (C(DOCKER_HOST)), for example C(unix:///var/run/fleet-docker2.sock).
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
-    type: str
 notes:
   - buildx pushes with the Docker CLI's credentials (C(docker login)); O(username) and O(password) are used by the
     module's own registry requests (reading the published index, assembling and copying it).

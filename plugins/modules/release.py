@@ -35,6 +35,7 @@ requirements:
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
+  - fleet.multiarch.build
   - fleet.multiarch.registry
 options:
   username:
@@ -55,66 +56,16 @@ options:
     default: ""
   context:
     description:
-      - The build context directory on the host that runs the module (the build host).
+      - The build context directory on the build host (the host that runs the module); its git state chooses the
+        immutable tag.
     type: path
     required: true
-  dockerfile:
-    description:
-      - The Dockerfile, relative to O(context) unless absolute.
-    type: path
-    default: Dockerfile
   platforms:
     description:
       - The platforms to build, in any spelling the collection knows (C(linux/arm/v7), C(armhf), C(aarch64)).
     type: list
     elements: str
     default: [linux/amd64, linux/arm64, linux/arm/v7]
-  build_args:
-    description:
-      - Build arguments (C(--build-arg)); part of the fingerprint.
-    type: dict
-    default: {}
-  target:
-    description:
-      - The Dockerfile stage to build; the last one when not given.
-    type: str
-  builder:
-    description:
-      - The buildx builder (or docker context) to build with; the current builder when not given.
-    type: str
-  platform_builders:
-    description:
-      - Platform -> builder that builds it (a native ARM node, for example); see M(fleet.multiarch.image_build).
-    type: dict
-    default: {}
-  strategy:
-    description:
-      - The build strategy of M(fleet.multiarch.image_build).
-    type: str
-    choices: [auto, multi, per_platform]
-    default: auto
-  force:
-    description:
-      - Build even when the immutable tag carries the fingerprint of these inputs.
-    type: bool
-    default: false
-  base_image_registry:
-    description:
-      - Where base images named without a registry host are looked up for the fingerprint (C(host:port)); the
-        engine's first registry mirror when not given. See M(fleet.multiarch.image_build).
-    type: str
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to build on (C(DOCKER_HOST)).
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
-    type: str
   tag:
     description:
       - The immutable tag of this release. Empty chooses one from the context's git state (see the description).
