@@ -26,12 +26,9 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import REQUIRED_TOGETHER
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry_http import HAS_REQUESTS
-from ansible_collections.fleet.multiarch.plugins.module_utils._release import (
-    REQUIRED_TOGETHER,
-    release_argument_spec,
-    run_release,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._release import release_argument_spec, run_release
 from ansible_collections.fleet.multiarch.plugins.module_utils._release_record import (
     ReleaseRecord,
     ReleaseRecordError,

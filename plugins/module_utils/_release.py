@@ -169,7 +169,6 @@ BUILD_OPTIONS = (
     "docker_host",
     "docker_context",
 )
-REQUIRED_TOGETHER = [("username", "password")]
 
 
 def release_argument_spec() -> dict:

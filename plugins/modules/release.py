@@ -203,11 +203,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._release import (
-    REQUIRED_TOGETHER,
-    release_argument_spec,
-    run_release,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import REQUIRED_TOGETHER
+from ansible_collections.fleet.multiarch.plugins.module_utils._release import release_argument_spec, run_release
 
 
 def main():
