@@ -161,7 +161,8 @@ def main() -> None:
         repetitions,
     )
     imports = [
-        b.timed_seconds(b.run, [b.VENV_BIN / "python", "-c", "import ansible.cli.playbook"]) for _ in range(repetitions)
+        b.timed_seconds(b.run, [b.VENV_BIN / "python", "-c", "import ansible.cli.playbook"])
+        for _round in range(repetitions)
     ]
     stats = {name: b.summary(values) for name, values in times.items()}
     stats.update({name: b.summary(values) for name, values in tasks.items()})
