@@ -65,6 +65,7 @@ options:
       - The platforms to build, in any spelling the collection knows (C(linux/arm/v7), C(armhf), C(aarch64)).
     type: list
     elements: str
+    required: false
     default: [linux/amd64, linux/arm64, linux/arm/v7]
   tag:
     description:
