@@ -268,7 +268,9 @@ class ReleaseManager:
         git = self.module.get_bin_path("git")
         if git is None:
             return
-        argv = [git, "-c", "safe.directory=*", "-C", self.builder.context, "status", "--porcelain=v2", "--branch"]
+        # --no-optional-locks: git status must not refresh the index, a file of the context when .git is in it
+        argv = [git, "--no-optional-locks", "-c", "safe.directory=*", "-C", self.builder.context, "status"]
+        argv += ["--porcelain=v2", "--branch"]
         rc, out, _err = self.module.run_command([*argv, "--untracked-files=all", "--", "."])
         self.commit, self.dirty = git_state(rc, out)
 

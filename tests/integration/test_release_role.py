@@ -23,6 +23,7 @@ linux/arm/v7 into a repository of its own on the plain registry (purged afterwar
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import uuid
@@ -209,10 +210,16 @@ def released(testenv, repo, app, tmp_path) -> dict:
 def test_release_again_check_and_apply_refusal_and_gate(released, repo, app, tmp_path):
     """After the first release: check and apply change nothing; other inputs are refused; a failing gate."""
     base, record, record_path, text = released["base"], released["record"], released["record_path"], released["text"]
-    _context, commit = app
+    context, commit = app
     registry, repository = repo.split("/", 1)
 
-    # 2. check mode again, and 3. apply again: nothing to do, answered on the controller, the file untouched
+    # 2. check mode again, and 3. apply again: nothing to do, answered on the controller, the file untouched. A
+    # tracked file touched (same content) makes `git status` want to refresh the index, a file of this context
+    # (.git is in it): the release's own git status must not, or the next run would see other inputs
+    dockerfile = context / "Dockerfile"
+    later = dockerfile.stat().st_mtime + 60
+    os.utime(dockerfile, (later, later))
+    index = (context / ".git" / "index").read_bytes()
     for options in (("--check", "--diff"), ()):
         again, result = release(tmp_path, *options, **base)
         assert again.returncode == 0, again.stdout[-4000:]
@@ -223,6 +230,7 @@ def test_release_again_check_and_apply_refusal_and_gate(released, repo, app, tmp
         assert result["record"]["changed"] is False  # this run's; the file keeps the run that wrote it
         assert record_path.read_text() == text and record_path.stat().st_mtime_ns == released["mtime"]
         assert " unchanged" in again.stdout
+        assert (context / ".git" / "index").read_bytes() == index
 
     # 4. other inputs under the same commit would change the immutable tag: refused before building
     other = {**base, "release_build_args": {**base["release_build_args"], "APP_VERSION": "2.0"}}
