@@ -33,6 +33,7 @@ import time
 
 import benchlib as b
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestManager
 from ansible_collections.fleet.multiarch.plugins.module_utils._reference import compute_digest
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     DOCKER_MANIFEST,
@@ -40,7 +41,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     RegistryClient,
     registry_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.modules.manifest import ManifestManager
 
 TARGET = 3.0
 PLATFORMS_8 = [
@@ -115,6 +115,7 @@ def module_params(name: str, images: list) -> dict:
         media_type=None,
         state="present",
         require_platforms=[],
+        require_match="exact",
         attestations="keep",
     )
     return params

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """What to build and with what: the options image_build and release share (one spec, _image_build.py's)."""
+    """What to build and with what: the options image_build and release share (one spec, _image_build.py's); the
+    docker CLI's own options are the docker_cli fragment's."""
 
     DOCUMENTATION = r"""
 options:
@@ -64,17 +65,5 @@ options:
         C(host:port). Defaults to the engine's first registry mirror (C(docker info)); give it to save that call.
       - When neither is available, or that registry lacks the image, C(docker buildx imagetools inspect)
         resolves the base image instead.
-    type: str
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to build on (C(DOCKER_HOST)), for example C(unix:///var/run/fleet-docker2.sock).
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
     type: str
 """

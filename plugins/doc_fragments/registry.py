@@ -8,15 +8,18 @@ class ModuleDocFragment:
     """Registry authentication and TLS options, shared by every module that talks to a registry."""
 
     DOCUMENTATION = r"""
+requirements:
+  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 options:
   username:
     description:
-      - User name for the registry the module writes to, for HTTP Basic authentication or the Bearer token server.
+      - User name for the registry the module works on (the one of the reference it reads or writes), for HTTP Basic
+        authentication or the Bearer token server.
       - When O(username) and O(password) are not given, credentials come from the Docker config
         (C(auths.<registry>) with C(auth), C(username) and C(password), or C(identitytoken)), else the registry is used
         anonymously. Credential helpers (C(credsStore), C(credHelpers)) are not run.
-      - Registries other than the one the module writes to (for example those of source images) always take their
-        credentials from the Docker config.
+      - Registries other than that one (for example those of source images) always take their credentials from the
+        Docker config.
     type: str
   password:
     description:
@@ -54,8 +57,7 @@ options:
     type: int
     default: 30
 notes:
-  - Talks to registries directly over the OCI distribution API and the Docker Registry HTTP API v2; neither Docker
-    nor any other CLI is needed on the host that runs the module.
+  - The module's own registry requests go straight to the OCI distribution API and the Docker Registry HTTP API v2.
   - The registry HTTP is the C(requests) library (a session per registry, keep-alive connections); it is needed
     in the Python that runs the module (Debian C(python3-requests)).
   - Proxies come from the environment of the module (C(HTTPS_PROXY), C(HTTP_PROXY), C(ALL_PROXY), C(NO_PROXY), either

@@ -690,6 +690,33 @@ class BinfmtMisc:
         self._write("status", "1")
 
 
+def gather(kernel: BinfmtMisc, host) -> dict:
+    """What binfmt_misc holds now (the result of ``binfmt_info``): entries with their platforms, what a ``host``
+    (a Platform) runs natively and emulated."""
+    mounted = kernel.mounted()
+    status = kernel.status_enabled() if mounted else False
+    entries = kernel.entries()
+    listed = []
+    for name in sorted(entries):
+        entry = dict(entries[name])
+        target = target_of(entry)
+        entry["platform"] = platform_from_qemu_target(target).oci if target else ""
+        listed.append(entry)
+    emulated = []
+    for target in emulated_targets(entries, status):
+        emulated.extend(p.oci for p in emulated_platforms(target))
+    supported = supported_platforms(host, entries, status)
+    return {
+        "changed": False,
+        "mounted": mounted,
+        "status_enabled": status,
+        "host_platform": host.oci,
+        "entries": listed,
+        "emulated": emulated,
+        "supported": supported,
+    }
+
+
 def systemd_binfmt_present() -> bool:
     return any(os.path.exists(p) for p in SYSTEMD_BINFMT)
 

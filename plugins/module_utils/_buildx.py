@@ -9,8 +9,8 @@
 every docker-facing module takes (``docker_cli``, ``docker_host``, ``docker_context``, ``docker_config``,
 see :data:`DOCKER_CLI_ARGS`). Everything that turns CLI output into data is a pure function tested on
 captured real output: :func:`parse_version`, :func:`parse_inspect`, :func:`parse_ls_json`,
-:func:`parse_ls_table`, :func:`parse_instance`, plus the release helpers used by ``buildx_plugin``
-(:func:`release_arch`, :func:`render_url`, :func:`parse_checksums`).
+:func:`parse_ls_table`, :func:`parse_instance`. (Installing the plugin itself is ``_buildx_plugin``; managing a
+builder is ``_buildx_builder``.)
 
 Where builder settings come from: ``docker buildx inspect`` prints a builder's status and the platforms
 its nodes report, but not its BuildKit configuration file and not every option in a form that can be
@@ -42,7 +42,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     PlatformError,
     normalize_platform,
     platform_from_dict,
-    platform_from_machine,
 )
 
 # Options shared by every module that runs the docker CLI (merge into the module's argument_spec).
@@ -58,19 +57,6 @@ DRIVERS = ("docker-container", "remote", "kubernetes", "docker")
 # buildx adds this daemon flag to docker-container nodes by itself; it is not a user setting.
 IMPLICIT_FLAGS = ("--allow-insecure-entitlement=network.host",)
 CONFIG_FILE_KEY = "buildkitd.toml"
-
-RELEASE_URL = "https://github.com/docker/buildx/releases/download/v{version}/buildx-v{version}.linux-{arch}"
-RELEASE_CHECKSUMS_URL = "https://github.com/docker/buildx/releases/download/v{version}/checksums.txt"
-# Architectures buildx publishes linux release binaries for (OCI arch[/variant] -> asset suffix).
-RELEASE_ARCHES = {
-    "linux/amd64": "amd64",
-    "linux/arm64": "arm64",
-    "linux/arm/v7": "arm-v7",
-    "linux/arm/v6": "arm-v6",
-    "linux/riscv64": "riscv64",
-    "linux/ppc64le": "ppc64le",
-    "linux/s390x": "s390x",
-}
 
 
 class BuildxError(Exception):
@@ -89,85 +75,6 @@ class BuildxError(Exception):
         if self.cmd is not None:
             out.update(cmd=self.cmd, rc=self.rc, stdout=self.stdout, stderr=self.stderr)
         return out
-
-
-# --------------------------------------------------------------------------------------------- release
-
-
-def release_arch(machine: str) -> str:
-    """The release asset suffix for a kernel machine: ``x86_64`` -> ``amd64``, ``armv7l`` -> ``arm-v7``."""
-    try:
-        oci = platform_from_machine(machine).oci
-    except PlatformError as exc:
-        raise BuildxError(f"{exc}; set url (or src) to a docker-buildx binary for this host") from exc
-    if oci not in RELEASE_ARCHES:
-        raise BuildxError(
-            f"buildx publishes no linux release binary for {machine} ({oci}); release binaries exist for"
-            f" {', '.join(sorted(RELEASE_ARCHES))}: set url or src to a binary built for this host"
-        )
-    return RELEASE_ARCHES[oci]
-
-
-def render_url(template: str, version: str, arch: str) -> str:
-    """Fill ``{version}`` and ``{arch}`` in a URL template (a leading ``v`` in version is dropped)."""
-    version = version[1:] if version.startswith("v") else version
-    try:
-        return template.format(version=version, arch=arch)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise BuildxError(
-            f"invalid URL template {template!r} ({exc}): only {{version}} and {{arch}} can be filled in;"
-            " write literal braces as {{ and }}"
-        ) from exc
-
-
-def parse_checksum(value: str) -> str:
-    """``sha256:<64 hex>`` -> the lowercase hex digest."""
-    match = re.fullmatch(r"\s*sha256:([0-9a-fA-F]{64})\s*", value or "")
-    if not match:
-        raise BuildxError(f"invalid checksum {value!r}: write sha256:<64 hex digits>, as printed by `sha256sum FILE`")
-    return match.group(1).lower()
-
-
-_SYMBOLIC_MODE = re.compile(r"^[ugoa]*[-+=](?:[rwxXst]*|[ugo])(?:[-+=](?:[rwxXst]*|[ugo]))*$")
-
-
-def parse_mode(value) -> str:
-    """Check the plugin file's ``mode`` before anything is touched; returns it as Ansible's file modules take it.
-
-    Octal (``0755``, ``755``, ``0o755`` or an int, as YAML reads an unquoted ``0755``) must let the owner
-    execute the file: the docker CLI runs plugins, and a non-executable one is silently not found. Symbolic
-    modes (``u=rwx,go=rx``) are checked for their form; they apply to the file's current mode.
-    """
-    text = str(value).strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif re.fullmatch(r"(?:0o)?[0-7]{1,4}", text):
-        number = int(text[2:] if text.startswith("0o") else text, 8)
-    elif text and all(_SYMBOLIC_MODE.match(part) for part in text.split(",")):
-        return text
-    else:
-        raise BuildxError(
-            f"invalid mode {value!r}: write an octal mode in quotes such as '0755', or a symbolic one such as"
-            " 'u=rwx,go=rx'; nothing was installed"
-        )
-    if not 0 <= number <= 0o7777:
-        raise BuildxError(f"invalid mode {value!r}: an octal mode is at most 07777; nothing was installed")
-    if not number & 0o100:
-        raise BuildxError(
-            f"mode {number:04o} does not let the owner execute the plugin, so the docker CLI would not run it:"
-            " give the owner x, for example '0755'; nothing was installed"
-        )
-    return f"{number:04o}"
-
-
-def parse_checksums(text: str) -> dict:
-    """A ``sha256sum`` style file (``<hex> *name`` or ``<hex>  name`` per line) -> {name: hex}."""
-    out = {}
-    for line in text.splitlines():
-        match = re.match(r"^([0-9a-fA-F]{64})\s+\*?(\S.*?)\s*$", line)
-        if match:
-            out[os.path.basename(match.group(2))] = match.group(1).lower()
-    return out
 
 
 # --------------------------------------------------------------------------------------------- parsers
@@ -209,7 +116,7 @@ def _parse_driver_opts(text: str) -> dict:
     return {m.group(1): m.group(2) for m in re.finditer(r'([^\s=]+)="((?:[^"\\]|\\.)*)"', text)}
 
 
-def _new_node(name: str) -> dict:
+def empty_node(name: str) -> dict:
     return {
         "name": name,
         "endpoint": "",
@@ -254,7 +161,7 @@ def parse_inspect(text: str) -> dict:
             if target:
                 builder[target] = value
         elif key == "Name":
-            node = _new_node(value)
+            node = empty_node(value)
             builder["nodes"].append(node)
         elif node is not None and key == "Platforms":
             node["platforms"], node["fixed_platforms"] = _split_platforms(value)
@@ -284,7 +191,7 @@ def parse_ls_json(text: str) -> list:
             continue
         nodes = []
         for raw in data.get("Nodes") or []:
-            node = _new_node(raw.get("Name", ""))
+            node = empty_node(raw.get("Name", ""))
             platforms = normalize_platforms(raw.get("Platforms"))
             node.update(
                 endpoint=raw.get("Endpoint", ""),
@@ -340,6 +247,17 @@ def parse_instance(data: dict) -> dict:
             }
         )
     return {"name": data.get("Name", ""), "driver": data.get("Driver", ""), "nodes": nodes}
+
+
+def select_builders(builders: list, names, current: str) -> tuple:
+    """(builders to report, missing names) of :meth:`DockerCLI.list_builders`; each builder gets ``current``."""
+    out = []
+    for builder in builders:
+        if names and builder["name"] not in names:
+            continue
+        out.append({**builder, "current": builder["name"] == current})
+    found = {b["name"] for b in out}
+    return out, [n for n in names or [] if n not in found]
 
 
 def user_flags(flags, driver: str) -> list:

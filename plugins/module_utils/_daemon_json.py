@@ -5,8 +5,9 @@
 
 """The engine's daemon.json: merge, render, read, write, and the engine's own check before a file is written.
 
-Everything except :func:`read`, :func:`write` and :class:`EngineCheck` is pure and unit-tested on captured
-output of real engines (tests/unit/fixtures/daemon_json).
+Everything except :func:`read`, :func:`write`, :class:`EngineCheck` and :class:`DaemonJsonManager` (the
+``daemon_json`` module's run) is pure and unit-tested on captured output of real engines
+(tests/unit/fixtures/daemon_json).
 """
 
 from __future__ import annotations
@@ -181,3 +182,60 @@ def write(module, path: str, text: str, exists: bool) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class DaemonJsonManager:
+    """The ``daemon_json`` module: merge the settings into the file, check the result with the engine, write it."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.path = self.params["path"]
+        self.result = {"changed": False, "path": self.path}
+        self.diff = None
+
+    def check_with_engine(self, text: str) -> None:
+        """Refuse, before anything is written, a configuration the engine would not start with."""
+        path = self.path
+        dockerd = EngineCheck.find(self.params["dockerd"], self.module.get_bin_path)
+        if dockerd is None:
+            self.module.warn(f"no dockerd on this host to check {path} with: written without the engine's check")
+            return
+        problem = EngineCheck(self.module.run_command, dockerd).problem(text, path)
+        if problem is None:
+            self.module.warn(
+                f"{dockerd} has no --validate and setpriv is missing: {path} written without the engine's check"
+            )
+        elif problem:
+            raise DaemonJsonError(
+                f"the engine ({dockerd}) refuses the merged settings: {problem}. {path} was left as it was; fix the"
+                " setting (https://docs.docker.com/reference/cli/dockerd/#daemon-configuration-file lists them),"
+                " or set validate: false to write it anyway"
+            )
+
+    def run(self) -> dict:
+        path = self.path
+        if os.path.isdir(path):
+            raise DaemonJsonError(f"{path} is a directory; give the path of the daemon.json file")
+        before_text = read(path)
+        current = parse(before_text or "", path)
+        config = merged(current, self.params["settings"])
+        self.result["config"] = config
+        if before_text is not None and config == current:
+            return self.result
+        after_text = render(config)
+        if self.params["validate"]:
+            self.check_with_engine(after_text)
+        self.diff = {
+            "before_header": path,
+            "after_header": path,
+            "before": before_text if before_text is not None else "",
+            "after": after_text,
+        }
+        if not self.module.check_mode:
+            if self.params["backup"] and before_text is not None:
+                self.result["backup_file"] = self.module.backup_local(path)
+            # through a symbolic link to the file it points to, which keeps the link
+            write(self.module, os.path.realpath(path), after_text, exists=before_text is not None)
+        self.result["changed"] = True
+        return self.result

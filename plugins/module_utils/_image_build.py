@@ -28,21 +28,18 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
     ManifestError,
     build_index,
-    entries_from_index,
-    image_entry,
+    entries_of,
     images_then_attestations,
+    read_manifest,
     single_image,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
-    PlatformError,
     host_platform,
     parse_platform,
-    platform_from_dict,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     IMAGE_TYPES,
-    INDEX_TYPES,
     OCI_INDEX,
     ClientPool,
     registry_argument_spec,
@@ -286,36 +283,27 @@ class ImageBuilder:
 
     def published(self, ref, reference: str = ""):
         """``(fetched, fingerprint, {platform: digest})`` of what ``ref`` (or ``reference`` in its repository, a
-        digest) holds; (None, "", {}) when nothing."""
+        digest) holds; (None, "", {}) when nothing.
+
+        Read as every module reads an index (``_manifest.read_manifest`` and ``entries_of``: attestations serve no
+        platform); what cannot be read into entries (a nested index, an image whose config names no platform)
+        serves no platform either, so it is not this build and is built over.
+        """
         client = self.pool.get(ref.registry)
+        ref = ref.with_digest(reference) if reference else ref
+        fetched = read_manifest(client, ref)
+        if fetched is None:
+            return None, "", {}
         try:
-            fetched = client.get_manifest(ref.repository, reference or ref.ref)
-        except RegistryError as exc:
-            if exc.status == 404:
-                return None, "", {}
-            raise
-        if fetched.media_type in INDEX_TYPES:
+            entries = entries_of(client, ref, fetched)
+        except ManifestError:
+            entries = []
+        if fetched.is_index:
             fp = (fetched.data.get("annotations") or {}).get(bd.FINGERPRINT_KEY, "")
-            digests = {}
-            for desc in fetched.data.get("manifests") or []:
-                platform = desc.get("platform") or {}
-                if platform.get("os") == "unknown":
-                    continue
-                try:
-                    digests[platform_from_dict(platform).oci] = desc["digest"]
-                except (PlatformError, KeyError):
-                    continue
-            return fetched, fp, digests
-        config_digest = (fetched.data.get("config") or {}).get("digest")
-        if not config_digest:
-            return fetched, "", {}
-        config = json.loads(client.get_blob(ref.repository, config_digest))
-        fp = ((config.get("config") or {}).get("Labels") or {}).get(bd.FINGERPRINT_KEY, "")
-        try:
-            platform = platform_from_dict(config).oci
-        except PlatformError:
-            return fetched, fp, {}
-        return fetched, fp, {platform: fetched.digest}
+        else:
+            config = entries[0].config if entries else {}
+            fp = ((config.get("config") or {}).get("Labels") or {}).get(bd.FINGERPRINT_KEY, "")
+        return fetched, fp, {e.platform_obj.oci: e.digest for e in entries if not e.attestation}
 
     def up_to_date(self, fp: str) -> tuple:
         """``(current, tags lacking it, fetched, digests)``: current when fingerprint and platforms match."""
@@ -605,17 +593,17 @@ class ImageBuilder:
         repo = self.primary.repository
         fetched = client.get_manifest(repo, meta["digest"])
         attestations = []
-        if fetched.media_type in INDEX_TYPES:  # an engine that wraps one platform in an index, with attestations
-            listed = entries_from_index(fetched, name, self.primary.name)
+        if fetched.is_index:  # an engine that wraps one platform in an index, with attestations
             try:
+                listed = entries_of(client, self.primary, fetched, source=name)
                 inner, attestations = single_image(listed, f"the build of {platform}", p["attestations"])
             except ManifestError as exc:
                 raise bd.BuildError(str(exc)) from exc
             fetched = client.get_manifest(repo, inner.digest)
         if fetched.media_type not in IMAGE_TYPES:
             raise bd.BuildError(f"the build of {platform} pushed {fetched.media_type}, not an image manifest")
-        image = image_entry(client, self.primary, fetched, platform=parse_platform(platform).to_dict(), source=name)
-        return [image, *attestations]
+        image = entries_of(client, self.primary, fetched, platform=parse_platform(platform).to_dict(), source=name)
+        return [*image, *attestations]
 
     def build_per_platform(self, workdir: str, secret_argv: list, secret_env: dict) -> None:
         if not self.params["push"]:
@@ -639,8 +627,8 @@ class ImageBuilder:
             return
         client = self.pool.get(self.primary.registry)
         fetched = client.get_manifest(self.primary.repository, self.result["digest"])
-        if fetched.media_type in INDEX_TYPES:
-            digests = [d["digest"] for d in fetched.data.get("manifests") or []]
+        if fetched.is_index:  # the index's images and attestations
+            digests = [e.digest for e in entries_of(client, self.primary, fetched)]
         else:
             digests = [fetched.digest]
 
@@ -774,7 +762,7 @@ REQUIRED_TOGETHER = [("username", "password")]
 
 
 def image_build_argument_spec() -> dict:
-    """The module's options: one spec for the module and for its action plugin's check on the controller."""
+    """The module's options: one spec for the module and for the release's build step (``_release.build_params``)."""
     spec = {
         "context": {"type": "path", "required": True},
         "dockerfile": {"type": "path", "default": "Dockerfile"},

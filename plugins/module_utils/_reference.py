@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 
@@ -145,6 +146,17 @@ def compute_digest(data, algorithm: str = "sha256") -> str:
     for chunk in iter(lambda: data.read(CHUNK), b""):
         hasher.update(chunk)
     return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def json_object(body: bytes, who: str, kind: str = "an object") -> dict:
+    """``body`` parsed as a JSON object; else a RegistryError saying what ``who`` (the answering server) returned."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise RegistryError(f"{who} returned a body that is not JSON") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{who} returned JSON that is not {kind}")
+    return data
 
 
 def verify_digest(data, expected: str, what: str) -> str:

@@ -30,6 +30,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._reference import 
     _sep,
     compute_digest,
     is_loopback,
+    json_object,
     verify_digest,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry_auth import (
@@ -452,12 +453,7 @@ class RegistryClient:
             digest = compute_digest(body)
             if announced and _DIGEST_RE.match(announced):
                 digest = verify_digest(body, announced, what)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise RegistryError(f"{what}: the registry returned a body that is not JSON") from None
-        if not isinstance(data, dict):
-            raise RegistryError(f"{what}: the registry returned JSON that is not a manifest object")
+        data = json_object(body, f"{what}: the registry", "a manifest object")
         media_type = manifest_media_type(data, resp.headers.get("Content-Type", ""))
         if media_type not in MANIFEST_TYPES:
             raise RegistryError(f"{what}: unsupported manifest media type {media_type!r}")

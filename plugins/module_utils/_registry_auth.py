@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
     RegistryError,
+    json_object,
 )
 
 TOKEN_LIFETIME_DEFAULT = 60  # seconds, as the token spec says when expires_in is absent
@@ -200,12 +201,7 @@ def load_docker_config(path: str) -> dict:
 
 def parse_token_response(body: bytes, realm: str) -> tuple:
     """``(token, lifetime seconds)`` from a token server's JSON (``token`` or OAuth2 ``access_token``)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise RegistryError(f"the token server {realm} returned a body that is not JSON") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"the token server {realm} returned JSON that is not an object")
+    data = json_object(body, f"the token server {realm}")
     token = data.get("token") or data.get("access_token")
     if not token or not isinstance(token, str):
         raise RegistryError(f"the token server {realm} returned no token")

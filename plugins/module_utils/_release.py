@@ -29,12 +29,12 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     image_build_argument_spec,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
-    ManifestError,
-    entries_from_index,
-    match_platform,
+    INDEX_ERRORS,
+    entries_of,
+    missing_platforms,
 )
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     INDEX_TYPES,
     ClientPool,
@@ -95,16 +95,17 @@ def refusal(reference: str, published: str, fingerprint: str) -> str:
     )
 
 
-def gate_problem(index, built: dict, required: list) -> str:
-    """Why the published ``index`` (Fetched) may not be promoted; empty when it may.
+def gate_problem(index, entries: list, built: dict, required: list) -> str:
+    """Why the published ``index`` (Fetched, read into ``entries`` by ``_manifest.entries_of``) may not be promoted;
+    empty when it may.
 
-    It must be an index, serve every ``required`` host platform (containerd's matching) and list exactly the
-    image manifests ``built`` (platform -> digest) names.
+    It must be an index, serve every ``required`` host platform (the ``compatible`` rule of ``require_platforms``:
+    the devices' platforms, containerd's matching) and list exactly the image manifests ``built`` (platform ->
+    digest) names.
     """
     if index.media_type not in INDEX_TYPES:
         return f"it is {index.media_type}, not an index"
-    entries = entries_from_index(index, index.digest, "")
-    missing = [p for p in required if match_platform(entries, parse_platform(p)) is None]
+    missing = missing_platforms(entries, required, "compatible")
     have = ", ".join(e.platform_str for e in entries if not e.attestation) or "no platform"
     if missing:
         return f"required platforms not served: {', '.join(missing)} (the index has {have})"
@@ -298,7 +299,8 @@ class ReleaseManager:
         if index is None or index.digest != digest:
             index = self.client.get_manifest(self.repository.repository, digest)
         required = self.params["require_platforms"] or self.params["platforms"]
-        problem = gate_problem(index, built, required)
+        entries = entries_of(self.client, self.repository.with_digest(digest), index) if index.is_index else []
+        problem = gate_problem(index, entries, built, required)
         if problem:
             tags = ", ".join(self.params["moving_tags"]) or "(none)"
             raise ReleaseError(
@@ -405,7 +407,7 @@ class ReleaseManager:
         return {"changed": changed, "tag": self.tag, "build": build, "moved_tags": self.result["moved_tags"]}
 
 
-FAILURES = (ReleaseError, bd.BuildError, bx.BuildxError, RegistryError, ManifestError, PlatformError, ValueError)
+FAILURES = (ReleaseError, bd.BuildError, bx.BuildxError, *INDEX_ERRORS)
 
 
 def run_release(module, previous: ReleaseRecord | None = None, write: bool = True) -> dict | None:

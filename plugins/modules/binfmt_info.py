@@ -16,17 +16,10 @@ description:
   - Changes nothing; does not need root. Use M(fleet.multiarch.binfmt) to register emulators.
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
+extends_documentation_fragment:
+  - fleet.multiarch.info_module
 options: {}
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reports only, there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
   platform:
     platforms: posix
     support: full
@@ -123,37 +116,7 @@ import platform as pyplatform
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
-    emulated_platforms,
-    host_platform,
-    platform_from_qemu_target,
-)
-
-
-def gather(kernel: bf.BinfmtMisc, host) -> dict:
-    """Everything the module returns, from the kernel's current state."""
-    mounted = kernel.mounted()
-    status = kernel.status_enabled() if mounted else False
-    entries = kernel.entries()
-    listed = []
-    for name in sorted(entries):
-        entry = dict(entries[name])
-        target = bf.target_of(entry)
-        entry["platform"] = platform_from_qemu_target(target).oci if target else ""
-        listed.append(entry)
-    emulated = []
-    for target in bf.emulated_targets(entries, status):
-        emulated.extend(p.oci for p in emulated_platforms(target))
-    supported = bf.supported_platforms(host, entries, status)
-    return {
-        "changed": False,
-        "mounted": mounted,
-        "status_enabled": status,
-        "host_platform": host.oci,
-        "entries": listed,
-        "emulated": emulated,
-        "supported": supported,
-    }
+from ansible_collections.fleet.multiarch.plugins.module_utils._platform import host_platform
 
 
 def main():
@@ -164,7 +127,7 @@ def main():
         host = host_platform()
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(**gather(bf.BinfmtMisc(module.run_command, root=bf.PROC_ROOT), host))
+    module.exit_json(**bf.gather(bf.BinfmtMisc(module.run_command, root=bf.PROC_ROOT), host))
 
 
 if __name__ == "__main__":

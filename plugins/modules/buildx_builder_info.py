@@ -17,38 +17,16 @@ description:
   - Changes nothing. Does not start builders; an inactive node reports only its fixed platforms.
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
+extends_documentation_fragment:
+  - fleet.multiarch.docker_cli
+  - fleet.multiarch.info_module
 options:
   names:
     description:
       - Only report these builders. Names that do not exist are listed in RV(missing).
     type: list
     elements: str
-  docker_cli:
-    description:
-      - Path of the docker CLI. Defaults to C(docker) on PATH.
-    type: path
-  docker_host:
-    description:
-      - The engine to talk to (C(DOCKER_HOST)).
-    type: str
-  docker_context:
-    description:
-      - The docker context to use (C(DOCKER_CONTEXT)).
-    type: str
-  docker_config:
-    description:
-      - The docker CLI configuration directory (C(DOCKER_CONFIG)) that holds contexts and builders.
-    type: path
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reports only, there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
   platform:
     platforms: posix
     support: full
@@ -152,24 +130,13 @@ from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as 
 ARGUMENT_SPEC = {"names": {"type": "list", "elements": "str"}, **bx.DOCKER_CLI_ARGS}
 
 
-def select(builders: list, names, current: str):
-    """(builders to report, missing names); each builder gets ``current``."""
-    out = []
-    for builder in builders:
-        if names and builder["name"] not in names:
-            continue
-        out.append({**builder, "current": builder["name"] == current})
-    found = {b["name"] for b in out}
-    return out, [n for n in names or [] if n not in found]
-
-
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         cli = bx.DockerCLI.from_module(module)
         version = cli.version()["version"]
         current = cli.current_builder()
-        builders, missing = select(cli.list_builders(), module.params["names"], current)
+        builders, missing = bx.select_builders(cli.list_builders(), module.params["names"], current)
     except bx.BuildxError as exc:
         module.fail_json(msg=str(exc), **exc.to_result())
     except Exception as exc:  # report anything unexpected with its traceback

@@ -277,7 +277,6 @@ attributes:
     description: Runs on the device (or wherever O(docker_host) is reachable); any architecture.
 requirements:
   - docker (the Python SDK for the Docker Engine API), 5.0 or newer
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 notes:
   - The registry is reached twice - by the module to resolve the digest and by the engine to pull it; both must
     trust it (for the engine, C(/etc/docker/certs.d) or C(insecure-registries)).

@@ -119,19 +119,10 @@ backup_file:
   sample: /etc/docker/daemon.json.12345.2026-11-29@12:00:00~
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._daemon_json import (
-    DaemonJsonError,
-    EngineCheck,
-    merged,
-    parse,
-    read,
-    render,
-    write,
-)
+from ansible_collections.fleet.multiarch.plugins.module_utils._daemon_json import DaemonJsonError, DaemonJsonManager
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_manager
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "default": "/etc/docker/daemon.json"},
@@ -142,54 +133,9 @@ ARGUMENT_SPEC = {
 }
 
 
-def check_with_engine(module: AnsibleModule, text: str, path: str) -> None:
-    """Refuse, before anything is written, a configuration the engine would not start with."""
-    dockerd = EngineCheck.find(module.params["dockerd"], module.get_bin_path)
-    if dockerd is None:
-        module.warn(f"no dockerd on this host to check {path} with: written without the engine's check")
-        return
-    problem = EngineCheck(module.run_command, dockerd).problem(text, path)
-    if problem is None:
-        module.warn(f"{dockerd} has no --validate and setpriv is missing: {path} written without the engine's check")
-    elif problem:
-        raise DaemonJsonError(
-            f"the engine ({dockerd}) refuses the merged settings: {problem}. {path} was left as it was; fix the"
-            " setting (https://docs.docker.com/reference/cli/dockerd/#daemon-configuration-file lists them),"
-            " or set validate: false to write it anyway"
-        )
-
-
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    path = module.params["path"]
-    result = {"changed": False, "path": path}
-    try:
-        if os.path.isdir(path):
-            raise DaemonJsonError(f"{path} is a directory; give the path of the daemon.json file")
-        before_text = read(path)
-        current = parse(before_text or "", path)
-        config = merged(current, module.params["settings"])
-        result["config"] = config
-        if before_text is not None and config == current:
-            module.exit_json(**result)
-        after_text = render(config)
-        if module.params["validate"]:
-            check_with_engine(module, after_text, path)
-        diff = {
-            "before_header": path,
-            "after_header": path,
-            "before": before_text if before_text is not None else "",
-            "after": after_text,
-        }
-        if not module.check_mode:
-            if module.params["backup"] and before_text is not None:
-                result["backup_file"] = module.backup_local(path)
-            # through a symbolic link to the file it points to, which keeps the link
-            write(module, os.path.realpath(path), after_text, exists=before_text is not None)
-        result["changed"] = True
-    except DaemonJsonError as exc:
-        module.fail_json(msg=str(exc), **result)
-    module.exit_json(diff=diff, **result)
+    run_manager(module, lambda: DaemonJsonManager(module), (DaemonJsonError,))
 
 
 if __name__ == "__main__":

@@ -33,20 +33,13 @@ description:
   - The CPU serial number is never returned.
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
+extends_documentation_fragment:
+  - fleet.multiarch.info_module
 options: {}
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reports only, there is nothing to diff.
   facts:
     support: full
     description: Returns C(ansible_facts.fleet_device).
-  idempotent:
-    support: full
-    description: Never changes anything.
   platform:
     platforms: posix
     support: full

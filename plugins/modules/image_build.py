@@ -30,12 +30,11 @@ description:
     V(auto) inspects the builder and tells which one it used and why.
   - The full build output is written, as it comes, to RV(log_path) on the host (lines of concurrent builds are
     prefixed with their platform). Long builds can run with Ansible's C(async).
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
   - fleet.multiarch.build
+  - fleet.multiarch.docker_cli
   - fleet.multiarch.registry
 options:
   username:
@@ -171,7 +170,6 @@ notes:
     build itself comes from the builder's cache, and the push goes to this build's own tag or by digest, so a
     second push cannot publish anything else. A self-hosted C(registry:2) answers 500 now and then when several
     manifests of one index are pushed under one tag at once, as the containerd image store does.
-  - O(docker_config) is also the directory the docker CLI reads (C(DOCKER_CONFIG)).
   - A C(# syntax=IMAGE) line makes BuildKit pull that Dockerfile frontend image before anything else, from its own
     registry (not the engine's registry mirror). When the builder cannot pull it, the task fails with a message
     that names the image and says to mirror it into a reachable registry and point the line there, or to drop
@@ -332,9 +330,8 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._image_build impor
     ImageBuilder,
     image_build_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import ManifestError
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import INDEX_ERRORS
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool
 
 
@@ -358,7 +355,7 @@ def main():
     except bx.BuildxError as exc:
         extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **{**extra, **exc.to_result()})
-    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
+    except INDEX_ERRORS as exc:
         extra = builder.finish(failed=True) if builder is not None else {}
         module.fail_json(msg=str(exc), **extra)
     except Exception as exc:

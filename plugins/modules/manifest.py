@@ -20,12 +20,13 @@ description:
     The tag moves only with the single, final PUT of the index, after everything it references is in place.
   - Idempotent. When the index at O(name) already has the same content (media type, entries, annotations),
     nothing is pushed.
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
+  - With O(require_platforms), a platform the joined index would not serve fails the task before anything is
+    pushed.
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
   - fleet.multiarch.registry
+  - fleet.multiarch.require_platforms
 options:
   name:
     description:
@@ -64,13 +65,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  require_platforms:
-    description:
-      - Platforms (any spelling) that must be in the index; when one is missing the module fails before pushing.
-      - A platform counts when an entry has exactly that platform (C(arm64) and C(arm64/v8) are the same).
-    type: list
-    elements: str
-    default: []
   attestations:
     description:
       - What to do with the attestation manifests (platform C(unknown/unknown)) of sources that are indexes.
@@ -91,7 +85,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    description: Runs wherever Python runs; no Docker and no third-party Python library needed.
+    description: Runs wherever Python with C(requests) runs; no Docker engine or CLI is needed.
 seealso:
   - module: fleet.multiarch.manifest_info
 """
@@ -130,6 +124,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - fleet.multiarch.index_entries
 name:
   description: The reference of the index.
   returned: always
@@ -155,33 +151,6 @@ media_type:
 entries:
   description: The entries of the index, in order.
   returned: always
-  type: list
-  elements: dict
-  contains:
-    platform:
-      description: Normalised platform (C(linux/arm/v7)); C(unknown/unknown) for attestations.
-      type: str
-      sample: linux/arm/v7
-    digest:
-      description: Digest of the entry's manifest.
-      type: str
-    size:
-      description: Size in bytes of the entry's manifest.
-      type: int
-    media_type:
-      description: Media type of the entry's manifest.
-      type: str
-    attestation:
-      description: Whether the entry is an attestation manifest.
-      type: bool
-    os_version:
-      description: The C(os.version) of the platform, when set.
-      type: str
-      returned: when set
-    annotations:
-      description: Descriptor annotations, when any.
-      type: dict
-      returned: when set
 copied:
   description: Manifests that were (or in check mode would be) copied into the repository of O(name).
   returned: always
@@ -190,244 +159,16 @@ copied:
   sample: [sha256:1bce700380b74b43454dd1fbd2aee520a83bf5fbc8e5cc7810246cc1f63956b1]
 """
 
-import json
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleet.multiarch.plugins.module_utils._blobcopy import copy_manifest_blobs
-from ansible_collections.fleet.multiarch.plugins.module_utils._concurrent import parallel
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
-    ManifestError,
-    build_index,
-    check_duplicates,
-    choose_media_type,
-    diff_view,
-    entries_from_index,
-    image_entry,
-    image_specs,
-    index_content,
-    missing_platforms,
-    select_attestations,
+    INDEX_ERRORS,
+    ManifestManager,
+    require_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
-    RegistryError,
-    compute_digest,
-    parse_reference,
-    verify_digest,
-)
-from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
-    INDEX_TYPES,
-    ClientPool,
-    registry_argument_spec,
-)
-
-
-class ManifestManager:
-    """Builds the desired index from the sources, compares, copies what is missing, moves the tag."""
-
-    def __init__(self, pool: ClientPool, params: dict, check_mode: bool = False, diff: bool = False):
-        self.pool = pool
-        self.params = params
-        self.check_mode = check_mode
-        self.want_diff = diff
-        self.target = parse_reference(params["name"])
-        self.client = pool.get(self.target.registry)
-
-    # ---- sources
-
-    def resolve(self, spec) -> list:
-        ref = spec.reference
-        client = self.pool.get(ref.registry)
-        fetched = client.get_manifest(ref.repository, ref.ref)
-        if fetched.media_type in INDEX_TYPES:
-            if spec.platform or spec.annotations:
-                raise ManifestError(
-                    f"{spec.text} is an index: platform and annotations apply to a single image; drop them, or list"
-                    " the image of one platform by its digest"
-                )
-            return entries_from_index(fetched, spec.text, ref.name)
-        return [
-            image_entry(client, ref, fetched, platform=spec.platform, annotations=spec.annotations, source=spec.text)
-        ]
-
-    def desired(self) -> tuple:
-        if not self.params.get("images"):
-            raise ManifestError("images is required with state=present: list the per-platform images to join")
-        specs = image_specs(self.params["images"])
-        entries = [entry for group in parallel(self.resolve, specs) for entry in group]
-        entries = select_attestations(entries, self.params["attestations"] == "keep")
-        check_duplicates(entries)
-        missing = missing_platforms(entries, self.params.get("require_platforms") or [])
-        if missing:
-            have = ", ".join(e.platform_str for e in entries if not e.attestation)
-            raise ManifestError(
-                f"required platforms missing: {', '.join(missing)} (the images give: {have}); nothing was pushed"
-            )
-        annotations = self.params.get("annotations") or {}
-        if not all(isinstance(v, str) for v in annotations.values()):
-            raise ManifestError("annotations must map strings to strings (quote numbers and booleans)")
-        media_type = choose_media_type(self.params.get("media_type"), entries, annotations)
-        body, data = build_index(entries, media_type, annotations)
-        return entries, media_type, body, data
-
-    # ---- the current state
-
-    def current(self):
-        """The manifest at the target tag (Fetched) and its entries, or (None, [])."""
-        try:
-            fetched = self.client.get_manifest(self.target.repository, self.target.ref)
-        except RegistryError as exc:
-            if exc.status == 404:
-                return None, []
-            raise
-        if fetched.media_type in INDEX_TYPES:
-            try:
-                return fetched, entries_from_index(fetched, str(self.target), self.target.name)
-            except ManifestError:
-                return fetched, []
-        return fetched, []
-
-    def head_target(self):
-        return self.client.head_manifest(self.target.repository, self.target.ref)
-
-    # ---- copying into the target repository
-
-    def read_here(self, entry) -> bool:
-        """Read from the target repository moments ago (GET, digest verified): a HEAD would only repeat it."""
-        return entry.source_repository == self.target.name and bool(entry.body)
-
-    def ensure_entry(self, entry) -> str:
-        """Make the entry's manifest (and its blobs) exist in the target repository; return its digest if copied.
-
-        Not called for an entry :meth:`read_here`.
-        """
-        repo = self.target.repository
-        if entry.source_repository == self.target.name:  # listed in an index there, not read yet
-            if self.client.head_manifest(repo, entry.digest) is None:
-                raise ManifestError(f"{entry.source}: manifest {entry.digest} is missing from {self.target.name}")
-            return ""
-        if self.check_mode:
-            return "" if self.client.head_manifest(repo, entry.digest) is not None else entry.digest
-        # Applying: no HEAD first. Mounting a blob the repository has is a no-op (201), and pushing a manifest
-        # by its digest with the same bytes is idempotent; both are verified by the registry and below.
-        src_registry, src_repo = entry.source_repository.split("/", 1)
-        src = self.pool.get(src_registry)
-        body = entry.body
-        if body:
-            verify_digest(body, entry.digest, f"{entry.source}")
-            data = json.loads(body)
-        else:
-            fetched = src.get_manifest(src_repo, entry.digest)
-            body, data = fetched.body, fetched.data
-        if entry.size and len(body) != entry.size:
-            raise ManifestError(
-                f"{entry.source}: manifest {entry.digest} is {len(body)} bytes, its descriptor says {entry.size}"
-            )
-        copy_manifest_blobs(src, src_repo, self.client, repo, data)
-        self.client.put_manifest(repo, entry.digest, body, entry.media_type)
-        return entry.digest
-
-    # ---- states
-
-    def present(self) -> dict:
-        if self.target.digest or not self.target.tag:
-            raise ManifestError(
-                f"name {self.params['name']!r} must end in a tag (for example :1.0), not a digest, to create an index"
-            )
-        # The tag is checked while the sources are read: one round trip less before the PUT.
-        (entries, media_type, body, data), head = parallel(lambda step: step(), [self.desired, self.head_target])
-        digest = compute_digest(body)
-        before = (None, [])
-        same = head is not None and head["digest"] == digest
-        if head is not None and not same:
-            before = self.current()
-            same = before[0] is not None and index_content(before[0].data) == index_content(data)
-            if same:
-                digest = before[0].digest
-        result = {
-            "changed": not same,
-            "name": str(self.target),
-            "digest": digest,
-            "media_type": media_type,
-            "entries": [e.summary() for e in entries],
-            "copied": [],
-        }
-        if self.want_diff:
-            after = diff_view(digest, media_type, entries)
-            old_fetched, old_entries = before
-            if same:
-                old_view = after
-            elif old_fetched is not None:
-                old_view = diff_view(old_fetched.digest, old_fetched.media_type, old_entries)
-            else:
-                old_view = {}
-            result["diff"] = {"before": old_view, "after": after}
-        if same:
-            return result
-        # Everything the index references must be in place and verified before the tag moves.
-        # Threads only for the entries that need a request (none when every image was read from the target's
-        # own repository).
-        elsewhere = [e for e in entries if not self.read_here(e)]
-        result["copied"] = [d for d in parallel(self.ensure_entry, elsewhere) if d]
-        if not self.check_mode:
-            pushed = self.client.put_manifest(self.target.repository, self.target.tag, body, media_type)
-            result["digest"] = pushed.digest
-            if pushed.replaced:
-                result["tag_digest"] = pushed.holds
-                result["warnings"] = [pushed.warning(str(self.target))]
-        return result
-
-    def absent(self) -> dict:
-        repo = self.target.repository
-        head = self.client.head_manifest(repo, self.target.ref)
-        result = {"changed": False, "name": str(self.target), "digest": "", "media_type": "", "entries": []}
-        result["copied"] = []
-        if head is None:
-            if self.want_diff:
-                result["diff"] = {"before": {}, "after": {}}
-            return result
-        fetched, entries = self.current()
-        if fetched is None:  # deleted between the two requests
-            return result
-        result["changed"] = True
-        if self.want_diff:
-            result["diff"] = {"before": diff_view(fetched.digest, fetched.media_type, entries), "after": {}}
-        if self.check_mode:
-            return result
-        if self.target.digest:
-            self.client.delete_manifest(repo, self.target.digest)
-            return result
-        try:
-            self.client.delete_manifest(repo, self.target.tag)  # OCI distribution 1.1: removes the tag alone
-            return result
-        except RegistryError as exc:
-            # distribution 2.x answers 400 (DIGEST_INVALID) or 405: it deletes by digest only.
-            if exc.status not in (400, 405):
-                raise
-        others = self.other_tags(fetched.digest)
-        if others:
-            raise ManifestError(
-                f"{self.target.name} cannot delete a tag alone, and deleting {fetched.digest} would also remove the"
-                f" tags {', '.join(sorted(others))}; remove those first or delete by digest (name@digest)"
-            )
-        self.client.delete_manifest(repo, fetched.digest)
-        return result
-
-    def other_tags(self, digest: str) -> list:
-        tags = [t for t in self.client.list_tags(self.target.repository) if t != self.target.tag]
-
-        def points_here(tag):
-            head = self.client.head_manifest(self.target.repository, tag)
-            return tag if head is not None and head["digest"] == digest else ""
-
-        return [t for t in parallel(points_here, tags) if t]
-
-    def run(self) -> dict:
-        if self.params["state"] == "absent":
-            return self.absent()
-        return self.present()
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_task
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
 
 
 def main():
@@ -437,7 +178,7 @@ def main():
         "annotations": {"type": "dict"},
         "media_type": {"type": "str", "choices": ["oci", "docker"]},
         "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-        "require_platforms": {"type": "list", "elements": "str", "default": []},
+        **require_argument_spec(),
         "attestations": {"type": "str", "choices": ["keep", "drop"], "default": "keep"},
     }
     argument_spec.update(registry_argument_spec())
@@ -447,16 +188,13 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
-    try:
+
+    def work():
         target = parse_reference(module.params["name"])
         pool = ClientPool(module.params, target.registry)
-        manager = ManifestManager(pool, module.params, check_mode=module.check_mode, diff=module._diff)
-        result = manager.run()
-    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
-        module.fail_json(msg=str(exc), name=module.params["name"])
-    except Exception as exc:
-        module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
-    module.exit_json(**result)
+        return ManifestManager(pool, module.params, check_mode=module.check_mode, diff=module._diff).run()
+
+    run_task(module, work, INDEX_ERRORS, name=module.params["name"])
 
 
 if __name__ == "__main__":

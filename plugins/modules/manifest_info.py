@@ -10,19 +10,21 @@ module: manifest_info
 short_description: Inspect an image reference in a registry, and find the digest a platform pulls
 version_added: 0.1.0
 description:
-  - Reads what a reference points to, straight from the registry API; the media type, digest, whether it is an
-    index, and each entry's platform, digest and size. For a single image the platform comes from its config.
+  - Reads what a reference points to, straight from the registry API (no Docker engine or CLI is needed); the
+    media type, digest, whether it is an index, and each entry's platform, digest and size. For a single image the
+    platform comes from its config.
   - With O(platform), returns the single digest a host of that platform pulls, by containerd's matching rules
     (C(arm64) and C(arm64/v8) are one platform; an C(arm/v7) host may run C(arm/v6) and C(arm/v5) images and prefers
     the highest; other variants match exactly; no other architecture is chosen).
-  - With O(require_platforms), a platform that no entry serves is a failure (the check before a rollout).
+  - With O(require_platforms), a platform that no entry serves is a failure, and so is an O(name) that does not
+    exist (the gate of a release, or the check before a rollout).
   - Changes nothing.
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
+  - fleet.multiarch.info_module
   - fleet.multiarch.registry
+  - fleet.multiarch.require_platforms
 options:
   name:
     description:
@@ -34,27 +36,11 @@ options:
       - A host platform (any spelling, for example C(linux/arm/v7), C(aarch64), C(armhf)); the result
         RV(platform_digest) is the digest such a host pulls.
     type: str
-  require_platforms:
-    description:
-      - Host platforms that must each be served by an entry (the same matching as O(platform)); the module fails
-        naming those that are not, or when O(name) does not exist.
-    type: list
-    elements: str
-    default: []
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Reports only, there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
   platform:
     platforms: posix
     support: full
-    description: Runs wherever Python runs; no Docker and no third-party Python library needed.
+    description: Runs wherever Python with C(requests) runs; no Docker engine or CLI is needed.
 seealso:
   - module: fleet.multiarch.manifest
 """
@@ -65,10 +51,16 @@ EXAMPLES = r"""
     name: 127.0.0.1:5000/fleet/app:1.0
   register: release
 
-- name: Before the rollout, every device platform must be served
+- name: The release gate - an image of each built platform is listed
+  fleet.multiarch.manifest_info:
+    name: 127.0.0.1:5000/fleet/app:1.0
+    require_platforms: [linux/amd64, linux/arm64, linux/arm/v7]
+
+- name: Before the rollout, every device platform finds an image it runs (an arm/v7 Pi may take the arm/v6 one)
   fleet.multiarch.manifest_info:
     name: 127.0.0.1:5000/fleet/app:1.0
     require_platforms: [linux/arm64, linux/arm/v7, linux/arm/v6]
+    require_match: compatible
 
 - name: The digest this device runs
   fleet.multiarch.manifest_info:
@@ -82,6 +74,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - fleet.multiarch.index_entries
 exists:
   description: Whether O(name) exists in the registry.
   returned: always
@@ -114,33 +108,6 @@ entries:
   description:
     - The entries of the index, in order; for a single image, one entry describing it.
   returned: when exists
-  type: list
-  elements: dict
-  contains:
-    platform:
-      description: Normalised platform (C(linux/arm/v7)); C(unknown/unknown) for attestations.
-      type: str
-      sample: linux/arm/v7
-    digest:
-      description: Digest of the entry's manifest.
-      type: str
-    size:
-      description: Size in bytes of the entry's manifest.
-      type: int
-    media_type:
-      description: Media type of the entry's manifest.
-      type: str
-    attestation:
-      description: Whether the entry is an attestation manifest.
-      type: bool
-    os_version:
-      description: The C(os.version) of the platform.
-      type: str
-      returned: when set
-    annotations:
-      description: Descriptor annotations.
-      type: dict
-      returned: when set
 platforms:
   description: The normalised platforms of the entries, attestations left out.
   returned: when exists
@@ -166,61 +133,23 @@ manifest:
   type: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._manifest import (
-    ManifestError,
-    describe,
-    match_platform,
+    INDEX_ERRORS,
+    inspect,
+    require_argument_spec,
 )
-from ansible_collections.fleet.multiarch.plugins.module_utils._platform import PlatformError, parse_platform
-from ansible_collections.fleet.multiarch.plugins.module_utils._reference import RegistryError, parse_reference
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import run_task
+from ansible_collections.fleet.multiarch.plugins.module_utils._reference import parse_reference
 from ansible_collections.fleet.multiarch.plugins.module_utils._registry import ClientPool, registry_argument_spec
-
-
-def inspect(client, ref, platform: str | None, required: list) -> dict:
-    """The module's result for ``ref``: I/O through ``client`` only. Raises ManifestError for a failed requirement."""
-    host = parse_platform(platform) if platform else None
-    wanted = [parse_platform(p) for p in required]
-    fetched, entries = describe(client, ref)
-    if fetched is None:
-        if wanted:
-            raise ManifestError(f"{ref} does not exist, so it serves none of {', '.join(p.oci for p in wanted)}")
-        result = {"exists": False, "name": str(ref)}
-        if host is not None:
-            result.update(platform_digest=None, platform_match=None)
-        return result
-    result = {
-        "exists": True,
-        "name": str(ref),
-        "digest": fetched.digest,
-        "media_type": fetched.media_type,
-        "is_index": fetched.is_index,
-        "size": fetched.size,
-        "entries": [e.summary() for e in entries],
-        "platforms": [e.platform_str for e in entries if not e.attestation],
-        "annotations": dict(fetched.data.get("annotations") or {}),
-        "manifest": fetched.data,
-    }
-    if host is not None:
-        chosen = match_platform(entries, host)
-        result["platform_digest"] = chosen.digest if chosen else None
-        result["platform_match"] = chosen.platform_str if chosen else None
-    missing = [p.oci for p in wanted if match_platform(entries, p) is None]
-    if missing:
-        raise ManifestError(
-            f"{ref} serves no image for {', '.join(missing)}; it has {', '.join(result['platforms']) or 'no platform'}"
-        )
-    return result
 
 
 def main():
     argument_spec = {
         "name": {"type": "str", "required": True},
         "platform": {"type": "str"},
-        "require_platforms": {"type": "list", "elements": "str", "default": []},
+        **require_argument_spec(),
     }
     argument_spec.update(registry_argument_spec())
     module = AnsibleModule(
@@ -228,16 +157,16 @@ def main():
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
+
     params = module.params
-    try:
+
+    def work():
         ref = parse_reference(params["name"])
         client = ClientPool(params, ref.registry).get(ref.registry)
-        result = inspect(client, ref, params.get("platform"), params.get("require_platforms") or [])
-    except (RegistryError, ManifestError, PlatformError, ValueError) as exc:
-        module.fail_json(msg=str(exc), name=params["name"])
-    except Exception as exc:
-        module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
-    module.exit_json(changed=False, **result)
+        found = inspect(client, ref, params["platform"], params["require_platforms"], params["require_match"])
+        return {"changed": False, **found}
+
+    run_task(module, work, INDEX_ERRORS, name=params["name"])
 
 
 if __name__ == "__main__":

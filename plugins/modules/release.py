@@ -36,6 +36,7 @@ author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
   - fleet.multiarch.build
+  - fleet.multiarch.docker_cli
   - fleet.multiarch.registry
 options:
   username:
@@ -200,11 +201,10 @@ answered_by:
   type: str
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._image_build import REQUIRED_TOGETHER
+from ansible_collections.fleet.multiarch.plugins.module_utils._module import unexpected
 from ansible_collections.fleet.multiarch.plugins.module_utils._release import release_argument_spec, run_release
 
 
@@ -215,9 +215,9 @@ def main():
         supports_check_mode=True,
     )
     try:
-        result = run_release(module)
-    except Exception as exc:
-        module.fail_json(msg=f"unexpected error: {exc.__class__.__name__}: {exc}", exception=traceback.format_exc())
+        result = run_release(module)  # a failure foreseen comes back as a result with failed and msg
+    except Exception as exc:  # report anything unexpected with its traceback
+        unexpected(module, exc)
     if result.get("failed"):
         module.fail_json(**result)
     module.exit_json(**result)

@@ -403,6 +403,19 @@ def test_attestations_keep_and_drop(testenv, sources, repos, plain):
             {"name": "127.0.0.1:5000/fleet-test/app:v1", "images": ["SRC"], "require_platforms": ["riscv64"]},
             "linux/riscv64",
         ),
+        (
+            {"name": "127.0.0.1:5000/fleet-test/app:v1", "images": ["SRC"], "require_platforms": ["arm64/v8", "armhf"]},
+            "required platforms missing: linux/arm/v7 (the images give: linux/arm64); nothing was pushed",
+        ),
+        (
+            {
+                "name": "127.0.0.1:5000/fleet-test/app:v1",
+                "images": ["SRC"],
+                "require_platforms": ["armhf"],
+                "require_match": "compatible",
+            },
+            "required platforms missing: linux/arm/v7",  # no architecture is crossed: arm64 serves no arm/v7 host
+        ),
         ({"name": "127.0.0.1:5000/fleet-test/app:v1", "images": ["SRC", "SRC"]}, "is given twice"),
         ({"name": "127.0.0.1:5000/fleet-test/app:v1"}, "images"),
         ({"name": "127.0.0.1:5000/fleet-test/app:v1", "images": [{"ref": "SRC"}]}, "unknown keys ref"),

@@ -115,17 +115,47 @@ def test_require_platforms(busybox, v6_only):
         {"name": busybox["ref"], "require_platforms": ["linux/amd64", "aarch64", "linux/arm/v7", "armel"]},
     )
     assert ok.get("failed") is not True, ok
-    served = run_module(
+    # exact (the default, the release gate): no arm/v7 image is listed
+    exact = run_module(
         "fleet.multiarch.manifest_info", {"name": v6_only["name"], "require_platforms": ["linux/arm/v7"]}
     )
-    assert served.get("failed") is not True, served  # an arm/v7 host runs the v6 image
-    missing = run_module(
+    assert exact.get("failed") is True, exact
+    assert "serves no image for linux/arm/v7" in exact["msg"]
+    assert "a linux/arm/v7 host would run the linux/arm/v6 image: set require_match: compatible" in exact["msg"]
+    served = run_module(
         "fleet.multiarch.manifest_info",
-        {"name": v6_only["name"], "require_platforms": ["linux/arm64", "linux/amd64", "riscv64"]},
+        {"name": v6_only["name"], "require_platforms": ["linux/arm/v7"], "require_match": "compatible"},
     )
-    assert missing.get("failed") is True
-    assert "serves no image for linux/arm64, linux/riscv64" in missing["msg"]
-    assert "linux/amd64, linux/arm/v6" in missing["msg"]
+    assert served.get("failed") is not True, served  # an arm/v7 host runs the v6 image
+    for match in ("exact", "compatible"):
+        missing = run_module(
+            "fleet.multiarch.manifest_info",
+            {
+                "name": v6_only["name"],
+                "require_platforms": ["linux/arm64", "linux/amd64", "riscv64"],
+                "require_match": match,
+            },
+        )
+        assert missing.get("failed") is True
+        assert "serves no image for linux/arm64, linux/riscv64" in missing["msg"]
+        assert "linux/amd64, linux/arm/v6" in missing["msg"]
+
+
+def test_manifest_requires_by_the_same_rule(testenv):
+    """fleet.multiarch.manifest's require_platforms and require_match mean what they mean in manifest_info."""
+    registry = testenv["registry"]
+    args = {
+        "name": f"{registry}/fleet-test/manifest-info-rule-{RUN_ID}:v6",
+        "images": [f"{registry}/library/busybox:1.35-amd64", f"{registry}/library/busybox:1.35-armel"],
+        "require_platforms": ["linux/amd64", "linux/arm/v7"],
+    }
+    exact = run_module("fleet.multiarch.manifest", args, check_mode=True)
+    assert exact.get("failed") is True and exact.get("changed") is not True, exact
+    assert "required platforms missing: linux/arm/v7" in exact["msg"]
+    assert "a linux/arm/v7 host would run the linux/arm/v6 image" in exact["msg"]
+    compatible = run_module("fleet.multiarch.manifest", {**args, "require_match": "compatible"}, check_mode=True)
+    assert compatible["changed"] is True and compatible.get("failed") is not True, compatible
+    assert [e["platform"] for e in compatible["entries"]] == ["linux/amd64", "linux/arm/v6"]
 
 
 def test_single_image_platform_from_config(testenv):

@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import (
     parse_elf_header,
+    parse_platform,
     platform_from_qemu_target,
 )
 
@@ -564,3 +565,40 @@ def test_the_kernel_runs_its_own_platform_under_another_userland(machine, native
 )
 def test_can_run(requested, device, runnable, expected):
     assert bf.can_run(requested, device, runnable) is expected
+
+
+def test_supported_platforms_shape():
+    entries = {
+        "qemu-aarch64": bf.desired_entry("aarch64", "qemu-aarch64", "/x", "F"),
+        "other-arm": bf.desired_entry("arm", "other-arm", "/y", "F"),
+    }
+    assert bf.supported_platforms(parse_platform("amd64"), entries, True) == [
+        "linux/amd64",
+        "linux/386",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/arm/v6",
+    ]
+    assert bf.supported_platforms(parse_platform("amd64"), entries, False) == ["linux/amd64", "linux/386"]
+
+
+def test_mount_runs_mount_and_names_the_kernel_option_when_binfmt_misc_is_missing(tmp_path, monkeypatch):
+    calls = []
+
+    def run_command(argv):
+        calls.append(argv)
+        if argv[0] == "mount":
+            (tmp_path / "register").write_text("")
+        return 0, "", ""
+
+    kernel = bf.BinfmtMisc(run_command, root=str(tmp_path))
+    monkeypatch.setattr(bf.BinfmtMisc, "in_kernel", lambda self: True)
+    kernel.mount()
+    assert calls == [["mount", "-t", "binfmt_misc", "binfmt_misc", str(tmp_path)]]
+    assert kernel.mounted()
+
+    calls.clear()
+    monkeypatch.setattr(bf.BinfmtMisc, "in_kernel", lambda self: False)
+    with pytest.raises(bf.BinfmtError, match="CONFIG_BINFMT_MISC"):
+        kernel.mount()
+    assert calls == [["modprobe", "binfmt_misc"]]  # it tried to load the module first

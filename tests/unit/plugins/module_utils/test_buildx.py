@@ -1,4 +1,4 @@
-"""Unit tests for _buildx: parsers on captured real output, release helpers, the CLI runner's argv and env."""
+"""Unit tests for _buildx: parsers on captured real output, the CLI runner's argv and env."""
 
 from __future__ import annotations
 
@@ -14,72 +14,6 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "buildx"
 
 def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
-
-
-# release -------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("machine", "arch"),
-    [
-        ("x86_64", "amd64"),
-        ("aarch64", "arm64"),
-        ("armv7l", "arm-v7"),
-        ("armv6l", "arm-v6"),
-        ("riscv64", "riscv64"),
-        ("ppc64le", "ppc64le"),
-        ("s390x", "s390x"),
-    ],
-)
-def test_release_arch(machine, arch):
-    assert bx.release_arch(machine) == arch
-
-
-@pytest.mark.parametrize(("machine", "hint"), [("i686", "no linux release binary"), ("sparc64", "unknown")])
-def test_release_arch_without_binary(machine, hint):
-    with pytest.raises(bx.BuildxError, match=hint) as err:
-        bx.release_arch(machine)
-    assert "url" in str(err.value)
-
-
-@pytest.mark.parametrize("version", ["0.13.1", "v0.13.1"])
-def test_default_release_url(version):
-    assert (
-        bx.render_url(bx.RELEASE_URL, version, "arm-v7")
-        == "https://github.com/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-arm-v7"
-    )
-    assert (
-        bx.render_url(bx.RELEASE_CHECKSUMS_URL, version, "amd64")
-        == "https://github.com/docker/buildx/releases/download/v0.13.1/checksums.txt"
-    )
-
-
-def test_render_url_rejects_unknown_placeholders():
-    with pytest.raises(bx.BuildxError, match=r"only \{version\} and \{arch\}"):
-        bx.render_url("https://mirror/{release}/buildx", "0.13.1", "amd64")
-
-
-def test_checksums_file_gives_the_asset_of_the_default_url():
-    checksums = bx.parse_checksums(fixture("checksums-format-sample.txt"))
-    url = bx.render_url(bx.RELEASE_URL, "0.13.1", bx.release_arch("aarch64"))
-    assert checksums[url.rsplit("/", 1)[1]] == "3ba35a5d38361a64b62aeb9d20acc835ff6862a711cb438e610026b29c0ac489"
-    assert len(checksums) == 4
-
-
-def test_checksums_text_mode_and_paths():
-    text = f"{'A' * 64}  dist/buildx-v1.linux-amd64\nnot a line\n{'b' * 64} *other\n"
-    assert bx.parse_checksums(text) == {"buildx-v1.linux-amd64": "a" * 64, "other": "b" * 64}
-
-
-@pytest.mark.parametrize("value", ["sha256:" + "AB" * 32, " sha256:" + "ab" * 32 + " "])
-def test_parse_checksum(value):
-    assert bx.parse_checksum(value) == "ab" * 32
-
-
-@pytest.mark.parametrize("value", ["ab" * 32, "md5:" + "ab" * 16, "sha256:" + "ab" * 31, "sha256:" + "zz" * 32])
-def test_parse_checksum_rejects(value):
-    with pytest.raises(bx.BuildxError, match="sha256:<64 hex digits>"):
-        bx.parse_checksum(value)
 
 
 # parsers -------------------------------------------------------------------------------------------
@@ -352,35 +286,14 @@ def test_runner_failure_carries_command_and_last_error():
     assert err.value.to_result()["cmd"] == ["/usr/bin/docker", "buildx", "rm", "--", "x"]
 
 
-@pytest.mark.parametrize(
-    ("value", "want"),
-    [
-        ("0755", "0755"),
-        ("755", "0755"),
-        ("0o750", "0750"),
-        (0o755, "0755"),
-        ("0700", "0700"),
-        ("u=rwx,go=rx", "u=rwx,go=rx"),
-        ("a+x", "a+x"),
-    ],
-)
-def test_parse_mode_accepts(value, want):
-    assert bx.parse_mode(value) == want
+def test_select_builders_all_marks_current():
+    builders, missing = bx.select_builders(bx.parse_ls_json(fixture("ls.json")), None, "fleet-remote")
+    assert len(builders) == 5
+    assert [b["name"] for b in builders if b["current"]] == ["fleet-remote"]
+    assert missing == []
 
 
-@pytest.mark.parametrize(
-    ("value", "words"),
-    [
-        ("rwxr-xr-x", "invalid mode 'rwxr-xr-x'"),
-        ("0o9z", "invalid mode"),
-        ("", "invalid mode"),
-        ("0644", "does not let the owner execute"),
-        (0o644, "does not let the owner execute"),
-        ("77777", "invalid mode"),
-        (0o10000, "at most 07777"),
-        ("u=rwx,g=q", "invalid mode"),
-    ],
-)
-def test_parse_mode_refuses(value, words):
-    with pytest.raises(bx.BuildxError, match=words):
-        bx.parse_mode(value)
+def test_select_builders_by_name_reports_missing():
+    builders, missing = bx.select_builders(bx.parse_ls_json(fixture("ls.json")), ["fleet-c2", "nosuch"], "default")
+    assert [(b["name"], b["driver"], b["current"]) for b in builders] == [("fleet-c2", "docker", False)]
+    assert missing == ["nosuch"]

@@ -219,17 +219,51 @@ def test_not_duplicates():
     mf.check_duplicates(atts)  # unknown/unknown entries are never duplicates
 
 
+def without_arm_v7() -> list:
+    """The captured busybox index's entries less its arm/v7 image: amd64, arm64 and arm/v6."""
+    return [e for e in busybox_entries() if e.platform_str != "linux/arm/v7"]
+
+
 @pytest.mark.parametrize(
-    ("required", "missing"),
+    ("entries", "required", "match", "missing"),
     [
-        (["linux/amd64", "arm64", "armhf", "armel"], []),
-        (["linux/arm64/v8", "aarch64"], []),
-        (["riscv64", "linux/arm/v7"], ["linux/riscv64"]),
-        (["linux/arm/v5"], ["linux/arm/v5"]),  # exact: a v6 image does not count for v5
+        (busybox_entries, ["linux/amd64", "arm64", "armhf", "armel"], "exact", []),
+        (busybox_entries, ["linux/arm64/v8", "aarch64"], "exact", []),
+        (busybox_entries, ["riscv64", "linux/arm/v7"], "exact", ["linux/riscv64"]),
+        (busybox_entries, ["linux/arm/v5"], "exact", ["linux/arm/v5"]),  # a v6 image does not count for v5
+        (busybox_entries, ["linux/arm/v5"], "compatible", ["linux/arm/v5"]),  # nor does a v5 host run it
+        (without_arm_v7, ["armhf", "linux/amd64"], "exact", ["linux/arm/v7"]),  # the release gate: v7 was not built
+        (without_arm_v7, ["armhf", "linux/amd64"], "compatible", []),  # an arm/v7 host runs the v6 image
+        (without_arm_v7, ["linux/amd64/v3"], "exact", ["linux/amd64/v3"]),
+        (without_arm_v7, ["linux/amd64/v3"], "compatible", []),
+        (without_arm_v7, ["linux/arm64"], "compatible", []),
+        (
+            lambda: [e for e in busybox_entries() if e.platform_str != "linux/arm64"],
+            ["arm64"],
+            "compatible",
+            ["linux/arm64"],
+        ),
     ],
 )
-def test_missing_platforms(required, missing):
-    assert mf.missing_platforms(busybox_entries(), required) == missing
+def test_missing_platforms_one_rule_exact_or_compatible(entries, required, match, missing):
+    assert mf.missing_platforms(entries(), required, match) == missing
+
+
+def test_missing_platforms_ignores_attestations_and_refuses_an_unknown_rule():
+    atts = mf.entries_from_index(fetched("constructed-attestation-index.json"), "x", "r")
+    assert mf.missing_platforms(atts[2:], ["linux/amd64"], "compatible") == ["linux/amd64"]
+    with pytest.raises(mf.ManifestError, match="require_match must be one of exact, compatible"):
+        mf.missing_platforms(busybox_entries(), ["linux/amd64"], "loose")
+
+
+def test_compatible_hint_names_the_lower_variant():
+    entries = without_arm_v7()
+    hint = mf.compatible_hint(entries, ["linux/arm/v7", "linux/riscv64"], "exact")
+    assert (
+        hint == "; a linux/arm/v7 host would run the linux/arm/v6 image: set require_match: compatible to accept that"
+    )
+    assert mf.compatible_hint(entries, ["linux/riscv64"], "exact") == ""
+    assert mf.compatible_hint(entries, ["linux/arm/v7"], "compatible") == ""
 
 
 def test_select_attestations():
@@ -408,3 +442,107 @@ def test_image_entry_with_override_reads_no_config():
     )
     assert got.platform_str == "linux/arm/v6"
     assert [c[0] for c in cli.calls] == ["manifest"]
+
+
+# --------------------------------------------------------------------------- require_platforms in both modules
+
+
+def served(data: dict) -> reg.Fetched:
+    body = json.dumps(data).encode()
+    return reg.Fetched(reg.manifest_media_type(data, ""), _reference.compute_digest(body), body, data)
+
+
+class IndexClient:
+    """A stand-in RegistryClient holding ``{tag: Fetched}`` in one repository; it pushes nothing."""
+
+    registry = "127.0.0.1:5000"
+
+    def __init__(self, tags: dict):
+        self.tags = tags
+
+    def get_manifest(self, repository, ref):
+        if ref not in self.tags:
+            raise _reference.RegistryError("not found", status=404)
+        return self.tags[ref]
+
+    def head_manifest(self, repository, ref):
+        found = self.tags.get(ref)
+        return {"digest": found.digest, "media_type": found.media_type, "size": found.size} if found else None
+
+    def get_blob(self, repository, digest):
+        raise AssertionError("an index source needs no config blob")
+
+
+def v6_release() -> IndexClient:
+    """busybox's captured index without its arm/v7 image (amd64, arm64, arm/v6), at the tag ``1.0``."""
+    data = json.loads((FIXTURES / "busybox-index.json").read_text())
+    data["manifests"] = [d for d in data["manifests"] if d["digest"] != BUSYBOX["linux/arm/v7"]]
+    return IndexClient({"1.0": served(data)})
+
+
+REF = "127.0.0.1:5000/fleet/app:1.0"
+
+
+@pytest.mark.parametrize("match", ["exact", "compatible"])
+def test_manifest_info_and_manifest_require_by_the_same_rule(match):
+    """An arm/v7 requirement on an index with arm/v6 only: both modules answer alike, by require_match."""
+    client = v6_release()
+    ref = _reference.parse_reference(REF)
+    required = ["linux/amd64", "armhf"]
+
+    class Pool:
+        def get(self, registry):
+            return client
+
+    params = {
+        "name": "127.0.0.1:5000/fleet/app:2.0",
+        "images": [REF],
+        "attestations": "keep",
+        "require_platforms": required,
+        "require_match": match,
+        "media_type": None,
+        "annotations": None,
+    }
+    manager = mf.ManifestManager(Pool(), params)
+    if match == "compatible":
+        assert mf.inspect(client, ref, None, required, match)["platforms"] == [
+            "linux/amd64",
+            "linux/arm64",
+            "linux/arm/v6",
+        ]
+        assert [e.platform_str for e in manager.desired()[0]] == ["linux/amd64", "linux/arm64", "linux/arm/v6"]
+        return
+    hint = "a linux/arm/v7 host would run the linux/arm/v6 image: set require_match: compatible to accept that"
+    with pytest.raises(
+        mf.ManifestError, match="serves no image for linux/arm/v7; it has linux/amd64, linux/arm64, linux/arm/v6"
+    ) as info:
+        mf.inspect(client, ref, None, required, match)
+    assert hint in str(info.value)
+    with pytest.raises(mf.ManifestError, match="required platforms missing: linux/arm/v7") as written:
+        manager.desired()
+    assert hint in str(written.value) and str(written.value).endswith("nothing was pushed")
+
+
+def test_manifest_info_requires_exactly_by_default():
+    """The default rule of manifest_info's require_platforms is exact (it was containerd's matching before)."""
+    with pytest.raises(mf.ManifestError, match="serves no image for linux/arm/v7"):
+        mf.inspect(v6_release(), _reference.parse_reference(REF), "linux/arm/v7", ["linux/arm/v7"])
+    # the digest an arm/v7 host pulls is still containerd's choice
+    result = mf.inspect(v6_release(), _reference.parse_reference(REF), "linux/arm/v7", [])
+    assert (result["platform_digest"], result["platform_match"]) == (BUSYBOX["linux/arm/v6"], "linux/arm/v6")
+
+
+def test_entries_of_a_captured_buildkit_index_and_a_single_image():
+    """The one reader: attestations of a BuildKit index marked by is_attestation; a single image's config kept."""
+    provenance = fetched("buildkit-provenance-arm64-index.json")
+    ref = _reference.parse_reference("127.0.0.1:5000/p:1")
+    entries = mf.entries_of(None, ref, provenance)
+    assert [(e.platform_str, e.attestation) for e in entries] == [("linux/arm64", False), ("unknown/unknown", True)]
+    assert all(e.source == "127.0.0.1:5000/p:1" and e.source_repository == "127.0.0.1:5000/p" for e in entries)
+    cli = ReplayClient()
+    image = _reference.parse_reference("127.0.0.1:5000/library/busybox:1.35-armhf")
+    (entry,) = mf.entries_of(cli, image, cli.get_manifest(image.repository, image.ref))
+    assert entry.platform_str == "linux/arm/v7"
+    assert entry.config == json.loads((FIXTURES / "busybox-armhf-config.json").read_text())
+    with pytest.raises(mf.ManifestError, match="unsupported media type"):
+        mf.entries_of(cli, image, reg.Fetched("application/vnd.oci.empty.v1+json", "d", b"{}", {}))

@@ -10,6 +10,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt as bf
+from ansible_collections.fleet.multiarch.plugins.module_utils import _binfmt_manager as bm
 from ansible_collections.fleet.multiarch.plugins.module_utils._platform import parse_platform
 from ansible_collections.fleet.multiarch.plugins.modules import binfmt
 
@@ -182,7 +183,7 @@ def test_bad_input_fails_clearly(args, words, capsys):
 
 
 def test_not_root_fails(monkeypatch, capsys):
-    monkeypatch.setattr(binfmt.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(bm.os, "geteuid", lambda: 1000)
     result = run_main({"platforms": ["arm64"]}, capsys)
     assert result["failed"] is True
     assert "needs root" in result["msg"]
@@ -195,42 +196,6 @@ def test_non_linux_fails(monkeypatch, capsys):
     assert result["failed"] is True
     assert "Linux only" in result["msg"]
     assert "Darwin" in result["msg"]
-
-
-@pytest.mark.parametrize(
-    ("host", "specs", "targets", "skipped"),
-    [
-        ("linux/amd64", ["all"], ["aarch64", "arm", "riscv64", "ppc64le", "s390x", "mips64el", "loongarch64"], 2),
-        (
-            "linux/arm64",
-            ["all"],
-            ["arm", "riscv64", "ppc64le", "s390x", "i386", "mips64el", "loongarch64", "x86_64"],
-            1,
-        ),
-        ("linux/amd64", ["aarch64", "linux/arm64/v8", "arm64"], ["aarch64"], 0),
-        ("linux/amd64", ["linux/arm/v6", "armhf", "arm"], ["arm"], 0),
-        ("linux/arm64", ["amd64", "386"], ["i386", "x86_64"], 0),
-    ],
-)
-def test_resolve_targets(host, specs, targets, skipped):
-    got, skip, _every = binfmt.resolve_targets(specs, parse_platform(host))
-    assert got == targets
-    assert len(skip) == skipped
-
-
-def test_supported_platforms_shape():
-    entries = {
-        "qemu-aarch64": bf.desired_entry("aarch64", "qemu-aarch64", "/x", "F"),
-        "other-arm": bf.desired_entry("arm", "other-arm", "/y", "F"),
-    }
-    assert bf.supported_platforms(parse_platform("amd64"), entries, True) == [
-        "linux/amd64",
-        "linux/386",
-        "linux/arm64",
-        "linux/arm/v7",
-        "linux/arm/v6",
-    ]
-    assert bf.supported_platforms(parse_platform("amd64"), entries, False) == ["linux/amd64", "linux/386"]
 
 
 @pytest.mark.usefixtures("proc", "amd64_host")
@@ -251,25 +216,3 @@ def test_unmounted_binfmt_misc_is_mounted(proc, emulators, amd64_host, capsys, m
     result = run_main({**args, "_ansible_check_mode": True}, capsys)
     assert (result["changed"], result["mounted"]) == (True, True)
     assert not (proc / "register").exists()  # check mode mounts nothing
-
-
-def test_mount_runs_mount_and_names_the_kernel_option_when_binfmt_misc_is_missing(tmp_path, monkeypatch):
-    calls = []
-
-    def run_command(argv):
-        calls.append(argv)
-        if argv[0] == "mount":
-            (tmp_path / "register").write_text("")
-        return 0, "", ""
-
-    kernel = bf.BinfmtMisc(run_command, root=str(tmp_path))
-    monkeypatch.setattr(bf.BinfmtMisc, "in_kernel", lambda self: True)
-    kernel.mount()
-    assert calls == [["mount", "-t", "binfmt_misc", "binfmt_misc", str(tmp_path)]]
-    assert kernel.mounted()
-
-    calls.clear()
-    monkeypatch.setattr(bf.BinfmtMisc, "in_kernel", lambda self: False)
-    with pytest.raises(bf.BinfmtError, match="CONFIG_BINFMT_MISC"):
-        kernel.mount()
-    assert calls == [["modprobe", "binfmt_misc"]]  # it tried to load the module first

@@ -1,4 +1,4 @@
-"""Unit tests for buildx_plugin: the checksum rules, and main() installing a local file (src) into a temp dir.
+"""Unit tests for buildx_plugin's main(): installing a local file (src) into a temp dir.
 
 The "binaries" here are tiny scripts that print what `docker-buildx version` prints; the integration tests
 install the real plugin binary over HTTP.
@@ -14,7 +14,7 @@ import pwd
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx as bx
+from ansible_collections.fleet.multiarch.plugins.module_utils import _buildx_plugin as bp
 from ansible_collections.fleet.multiarch.plugins.modules import buildx_plugin as mod
 
 
@@ -28,58 +28,6 @@ def run_main(args: dict, capsys) -> dict:
     with patch_module_args(args), pytest.raises(SystemExit):
         mod.main()
     return json.loads(capsys.readouterr().out)
-
-
-class Params:
-    """An AnsibleModule stand-in for PluginInstaller.source()."""
-
-    def __init__(self, **kwargs):
-        self.params = {k: spec.get("default") for k, spec in mod.ARGUMENT_SPEC.items()}
-        self.params.update(kwargs)
-
-
-@pytest.fixture
-def amd64(monkeypatch):
-    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "6", "1", "x86_64")))
-
-
-def test_default_source_is_the_release_with_its_checksums(amd64, tmp_path):
-    installer = mod.PluginInstaller(Params(plugin_dir=str(tmp_path)))
-    assert installer.source() == (
-        "https://github.com/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-amd64",
-        "https://github.com/docker/buildx/releases/download/v0.13.1/checksums.txt",
-        None,
-    )
-
-
-def test_custom_url_without_checksum_is_refused(amd64, tmp_path):
-    installer = mod.PluginInstaller(Params(plugin_dir=str(tmp_path), url="https://mirror/buildx-{arch}"))
-    with pytest.raises(bx.BuildxError, match="refusing to install from https://mirror/buildx-amd64 without a checksum"):
-        installer.source()
-    opted_out = mod.PluginInstaller(Params(plugin_dir=str(tmp_path), url="https://mirror/x", skip_checksum=True))
-    assert opted_out.source() == ("https://mirror/x", None, None)
-
-
-def test_custom_url_with_checksum_url_template(amd64, tmp_path):
-    installer = mod.PluginInstaller(
-        Params(
-            plugin_dir=str(tmp_path),
-            version="v0.14.0",
-            url="https://m/{version}/b",
-            checksum_url="https://m/{version}/sums",
-        )
-    )
-    assert installer.source() == ("https://m/0.14.0/b", "https://m/0.14.0/sums", None)
-
-
-def test_scope_directories(tmp_path):
-    assert mod.plugin_dir_for("system", None, None) == ("/usr/local/lib/docker/cli-plugins", None)
-    assert mod.plugin_dir_for("user", "root", None)[0] == os.path.join(
-        os.path.expanduser("~root"), ".docker", "cli-plugins"
-    )
-    assert mod.plugin_dir_for("user", None, str(tmp_path)) == (str(tmp_path), None)
-    with pytest.raises(bx.BuildxError, match="not a user"):
-        mod.plugin_dir_for("user", "no-such-user-fleet", None)
 
 
 def test_install_from_src_check_apply_idempotent_replace_remove(tmp_path, capsys):
@@ -158,7 +106,7 @@ def test_user_scope_installs_into_the_owners_home_and_gives_it_the_files(tmp_pat
 
 
 def test_system_scope_installs_into_the_system_directory(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(mod, "SYSTEM_PLUGIN_DIR", str(tmp_path / "lib" / "cli-plugins"))
+    monkeypatch.setattr(bp, "SYSTEM_PLUGIN_DIR", str(tmp_path / "lib" / "cli-plugins"))
     new = tmp_path / "new"
     checksum = fake_buildx(new, "0.99.0")
     done = run_main({"src": str(new), "checksum": checksum, "scope": "system"}, capsys)

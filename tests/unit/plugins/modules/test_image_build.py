@@ -172,6 +172,33 @@ def test_context_change_and_ignored_files(registry, context, capsys):
     assert run_main({"context": str(context), "_ansible_check_mode": True}, capsys)["changed"] is True
 
 
+def test_published_with_buildkit_attestations_is_current(registry, context, capsys):
+    """An index of BuildKit's layout (the captured provenance index: images, then their attestation manifests,
+    platform unknown/unknown) is read as manifest and manifest_info read it: the attestations serve no platform."""
+    fp = first_fingerprint(capsys, context, attestations=True)
+    provenance = json.loads((BUSYBOX_INDEX.parent / "buildkit-provenance-arm64-index.json").read_text())
+    attestation = provenance["manifests"][1]
+    images = [
+        {"mediaType": reg.OCI_MANIFEST, "digest": "sha256:" + f"{pos}" * 64, "size": 500, "platform": p.to_dict()}
+        for pos, p in enumerate(parse_platform(x) for x in PLATFORMS)
+    ]
+    attestations = [
+        {**attestation, "annotations": {**attestation["annotations"], "vnd.docker.reference.digest": d["digest"]}}
+        for d in images
+    ]
+    data = {
+        "schemaVersion": 2,
+        "mediaType": reg.OCI_INDEX,
+        "manifests": images + attestations,
+        "annotations": {bd.FINGERPRINT_KEY: fp},
+    }
+    digest = registry.put(REPO, "1", data)
+    result = run_main({"context": str(context), "attestations": True}, capsys)
+    assert result["changed"] is False, result
+    assert result["digest"] == digest
+    assert result["platform_digests"] == {p: images[pos]["digest"] for pos, p in enumerate(PLATFORMS)}
+
+
 def test_published_with_other_platforms_is_not_current(registry, context, capsys):
     fp = first_fingerprint(capsys, context)
     publish(registry, fp, platforms=PLATFORMS[:2])  # same fingerprint, one platform missing
