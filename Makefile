@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help demo test venv testenv-up testenv-down testenv-purge testenv-status \
-	lint ruff ansible-lint changelog-lint sanity unit integration molecule build constraints clean \
+	lint ruff ansible-lint changelog-lint shellcheck sanity unit integration molecule build constraints clean \
 	fleet-build fleet-up fleet-down fleet-status fleet-provisioned bench
 
 help: ## list the targets
@@ -65,7 +65,7 @@ fleet-status:
 bench: venv testenv-up fleet-provisioned ## every benchmark against its reference tool; results in bench/results/
 	@bench/run.sh
 
-lint: ruff ansible-lint changelog-lint ## ruff, ansible-lint --profile production, changelog fragments
+lint: ruff ansible-lint changelog-lint shellcheck ## ruff, ansible-lint --profile production, changelog fragments, shellcheck
 
 ruff: venv
 	$(BIN)/ruff check .
@@ -76,6 +76,11 @@ ansible-lint: venv
 
 changelog-lint: venv
 	$(BIN)/antsibull-changelog lint
+
+# Debian's shellcheck (scripts/testenv.sh installs it); -x follows the scripts' `source` of scripts/lib.
+shellcheck:
+	@command -v shellcheck >/dev/null || { echo 'shellcheck not found: scripts/testenv.sh up installs it (apt-get install shellcheck)'; exit 1; }
+	shellcheck -x scripts/*.sh scripts/lib/*.sh bench/*.sh
 
 sanity: venv ## ansible-test sanity (no ignore entries) on a copy of the tracked files
 	@rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)

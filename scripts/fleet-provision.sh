@@ -25,8 +25,9 @@ PROVISION_PORT_BASE=${FLEET_PROVISION_PORT_BASE:-12700}
 # guest) as an insecure registry and as the mirror of unqualified images, and pi in the docker group.
 EXTRA_VARS='{"device_insecure_registries": ["10.0.2.2:5000"], "device_registry_mirrors": ["http://10.0.2.2:5000"], "device_docker_group_users": ["pi"]}'
 
-log() { printf '[fleet-provision] %s\n' "$*" >&2; }
-die() { printf '[fleet-provision] ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=fleet-provision
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # The module_utils a module or module_util imports, transitively (file names under plugins/module_utils).
 module_utils_of() {

@@ -60,8 +60,9 @@ DISK_CACHE=${FLEET_DISK_CACHE:-unsafe}
 GUEST_USER=pi
 KEY=$STATE/id_ed25519
 
-log() { printf '[fleet] %s\n' "$*" >&2; }
-die() { printf '[fleet] ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=fleet
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # Per architecture: the emulator, its CPU, Debian's kernel flavour, and what `uname -m` says.
 qemu_of() { case $1 in arm64) echo qemu-system-aarch64 ;; armhf) echo qemu-system-arm ;; esac; }
@@ -73,35 +74,13 @@ valid_arch() { case $1 in arm64 | armhf) return 0 ;; *) return 1 ;; esac; }
 # ---------------------------------------------------------------------------------------------------
 # Host preconditions
 # ---------------------------------------------------------------------------------------------------
-check_host() {
-  [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and builds root filesystems)"
-  [ "$(uname -m)" = x86_64 ] || die "the fleet is made for an x86_64 host, this is $(uname -m)"
-  command -v apt-get >/dev/null || die "apt-get not found: the fleet supports Debian and Ubuntu hosts"
-}
-
-install_host_packages() {
-  local missing=() p
-  for p in "${HOST_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
-  mkdir -p "$CACHE"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$CACHE/apt-install.log" 2>&1; then
-    apt-get update -q >/dev/null || die "apt-get update failed"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >"$CACHE/apt-install.log" 2>&1 ||
-      { tail -20 "$CACHE/apt-install.log" >&2; die "apt-get install ${missing[*]} failed (log: $CACHE/apt-install.log)"; }
-  fi
-}
-
 # Foreign root filesystems run their maintainer scripts through the host's QEMU user emulation.
 check_binfmt() {
   local arch entry
   for arch in "$@"; do
     entry=/proc/sys/fs/binfmt_misc/$(binfmt_of "$arch")
     if ! grep -qx enabled "$entry" 2>/dev/null; then
-      HOST_PACKAGES+=(qemu-user-static binfmt-support) install_host_packages
+      apt_install_missing "$CACHE/apt-install.log" "${HOST_PACKAGES[@]}" qemu-user-static binfmt-support
       update-binfmts --enable "$(binfmt_of "$arch")" >/dev/null 2>&1 || true
       grep -qx enabled "$entry" 2>/dev/null ||
         die "$entry is not enabled: mount binfmt_misc and register QEMU (scripts/testenv.sh up does both)"
@@ -301,7 +280,7 @@ cmd_build() {
   local arches=("$@") todo=() arch pids=() failed=0 t0=$SECONDS
   [ ${#arches[@]} -gt 0 ] || arches=("${ARCHES[@]}")
   for arch in "${arches[@]}"; do valid_arch "$arch" || die "unknown architecture $arch (arm64 or armhf)"; done
-  check_host
+  require_debian_x86_64_root "it installs packages and builds root filesystems"
   mkdir -p "$CACHE"
   exec 8>"$CACHE/.build.lock"
   flock -w 3600 8 || die "another build holds $CACHE/.build.lock"
@@ -311,7 +290,7 @@ cmd_build() {
     exec 8>&-
     return 0
   fi
-  install_host_packages
+  apt_install_missing "$CACHE/apt-install.log" "${HOST_PACKAGES[@]}"
   check_binfmt "${todo[@]}"
   log "building the base images of ${todo[*]} (logs: $CACHE/build-ARCH.log)"
   fetch_debs "${todo[@]}"
@@ -535,7 +514,7 @@ cmd_up() {
   valid_image_name "$image" || die "--image is base, provisioned or another snapshot's name, not $image"
   [ "$arm64" -gt 0 ] && want+=(arm64)
   [ "$armhf" -gt 0 ] && want+=(armhf)
-  check_host
+  require_debian_x86_64_root "it installs packages and builds root filesystems"
   mkdir -p "$STATE"
   exec 9>"$STATE/.lock"
   flock -w 1800 9 || die "another fleet command holds $STATE/.lock"
@@ -555,7 +534,7 @@ cmd_up() {
     done
   fi
   if [ -n "$(guest_dirs)" ]; then stop_fleet; fi
-  install_host_packages
+  apt_install_missing "$CACHE/apt-install.log" "${HOST_PACKAGES[@]}"
   cmd_build "${want[@]}"
   ensure_key
   # From here on, a failure (a port taken, a QEMU that exits, a boot that times out) takes down the

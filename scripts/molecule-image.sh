@@ -36,8 +36,9 @@ MASKED_UNITS=(systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-
 RECIPE_VERSION=1
 TMP_DIR=
 
-log() { printf '[molecule-image] %s\n' "$*" >&2; }
-die() { printf '[molecule-image] ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=molecule-image
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # debian_mirror [main|security]: the Debian mirror this machine already uses (scripts/lib).
 # shellcheck source=scripts/lib/debian-mirror.sh

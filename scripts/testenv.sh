@@ -56,40 +56,13 @@ EMULATED_PLATFORMS='"linux/arm64", "linux/arm/v7", "linux/riscv64", "linux/ppc64
 PACKAGES=(docker.io containerd runc iptables qemu-user-static docker-registry skopeo
   mmdebstrap arch-test apache2-utils openssl ca-certificates curl jq git shellcheck gcc libc6-dev)
 
-log() { printf '[testenv] %s\n' "$*" >&2; }
-die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=testenv
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # ---------------------------------------------------------------------------------------------------
 # Preconditions and packages
 # ---------------------------------------------------------------------------------------------------
-check_host() {
-  [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages, starts dockerd and mounts binfmt_misc)"
-  [ "$(uname -s)" = Linux ] || die "the test environment needs Linux, this is $(uname -s)"
-  [ "$(uname -m)" = x86_64 ] || die "the test environment is made for an x86_64 build host, this is $(uname -m)"
-  command -v apt-get >/dev/null || die "apt-get not found: the test environment supports Debian and Ubuntu"
-}
-
-install_packages() {
-  local missing=() p
-  for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  # policy-rc.d keeps the packages' init scripts from starting daemons: this script starts its own.
-  local prc=/usr/sbin/policy-rc.d made_prc=
-  if [ ! -e "$prc" ]; then printf '#!/bin/sh\nexit 101\n' > "$prc"; chmod 755 "$prc"; made_prc=1; fi
-  apt-get update -q >/dev/null || { [ -n "$made_prc" ] && rm -f "$prc"; die "apt-get update failed"; }
-  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$CACHE/apt-install.log" 2>&1; then
-    [ -n "$made_prc" ] && rm -f "$prc"
-    tail -20 "$CACHE/apt-install.log" >&2
-    die "apt-get install ${missing[*]} failed (log: $CACHE/apt-install.log)"
-  fi
-  [ -n "$made_prc" ] && rm -f "$prc"
-  return 0
-}
-
 # debian_mirror [main|security]: the Debian mirror this machine already uses (scripts/lib).
 # shellcheck source=scripts/lib/debian-mirror.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
@@ -718,11 +691,11 @@ EOF
 
 # ---------------------------------------------------------------------------------------------------
 cmd_up() {
-  check_host
+  require_debian_x86_64_root "it installs packages, starts dockerd and mounts binfmt_misc"
   mkdir -p "$STATE" "$CACHE"
   [ -x "$VENV/bin/python" ] || "$SCRIPTS/venv.sh"
   local t0=$SECONDS
-  install_packages
+  apt_install_missing "$CACHE/apt-install.log" "${PACKAGES[@]}"
   setup_binfmt
   start_engine
   setup_registries

@@ -7,8 +7,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
-log() { printf '[venv] %s\n' "$*" >&2; }
-die() { printf '[venv] ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=venv
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 good_python() {  # prints the path when $1 runs and is 3.12 or newer
   "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && "$1" -c 'import sys; print(sys.executable)'

@@ -25,12 +25,15 @@ try:
     import requests
     import urllib3
     from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import ProtocolError
+    from urllib3.util.retry import Retry
 
     HAS_REQUESTS = True
     REQUESTS_IMPORT_ERROR = None
 except ImportError as _exc:  # pragma: no cover - depends on the target's Python
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = _exc
+    Retry = object
 
 from ansible_collections.fleet.multiarch.plugins.module_utils._reference import (
     CHUNK,
@@ -110,6 +113,31 @@ def system_ca_store():
     return True
 
 
+# What a connection that the server had already closed gives the request sent on it: no answer at all.
+_STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def _stale_connection(error) -> bool:
+    """Whether urllib3's ``error`` is a request cut before any answer: the server closed the kept-alive connection
+    (its keep-alive timeout ran out) as the request went out on it."""
+    if not isinstance(error, ProtocolError):
+        return False
+    cause = error.args[1] if len(error.args) > 1 else None
+    return type(cause).__name__ == "RemoteDisconnected" or isinstance(cause, _STALE_CONNECTION_ERRORS)
+
+
+class _ResendOnStaleConnection(Retry):
+    """urllib3's retry policy of the transport: one resend of a request whose connection the server had closed
+    (every method: the registry's PUTs are idempotent and a repeated POST only opens another upload), nothing else.
+    A refused connection, a timeout or an error answer is not retried here: the registry client retries those with
+    its backoff, and a timeout must bound the whole request."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if error is not None and isinstance(error, ProtocolError) and not _stale_connection(error):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 def _no_netrc(request):
     """The session's ``auth``: keeps requests from adding ``~/.netrc`` credentials; the client sends its own."""
     return request
@@ -134,7 +162,18 @@ class Transport:
         self.session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "identity"})
         self.session.max_redirects = MAX_REDIRECTS
         self.session.auth = _no_netrc
-        adapter = HTTPAdapter(pool_connections=self.POOL_SIZE, pool_maxsize=self.POOL_SIZE)
+        resend = _ResendOnStaleConnection(
+            total=1,
+            connect=0,
+            read=1,
+            redirect=0,
+            status=0,
+            other=0,
+            allowed_methods=None,
+            raise_on_status=False,
+            respect_retry_after_header=False,
+        )
+        adapter = HTTPAdapter(pool_connections=self.POOL_SIZE, pool_maxsize=self.POOL_SIZE, max_retries=resend)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
 
