@@ -29,9 +29,6 @@ description:
     another user, a task C(environment) or C(async)), the action plugin runs the same code in the controller's own
     process and answers an unchanged release (and, in check mode, any release) without starting a module
     (RV(answered_by=controller)); whenever something is to be built or moved, the module runs as usual.
-requirements:
-  - requests (the Python HTTP library; Debian C(python3-requests)), for the registry API
-  - the docker CLI with the buildx plugin, where something is built
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
