@@ -10,7 +10,7 @@ import time
 
 import benchlib as b
 
-ORDER = ["release", "index", "cold_build", "downtime", "bytes", "scaling", "crossbuild"]
+ORDER = ["release", "index", "cold_build", "downtime", "bytes", "scaling", "crossbuild", "release_playbook"]
 TITLES = {
     "release": "1. Unchanged release",
     "index": "2. Index creation",
@@ -19,6 +19,7 @@ TITLES = {
     "bytes": "5. Bytes per update",
     "scaling": "6. Fleet scaling",
     "crossbuild": "7. Cross-compiling vs emulated compiler",
+    "release_playbook": "8. Release playbook, unchanged inputs",
 }
 
 

@@ -4,7 +4,8 @@
 # the test environment and the provisioned fleet images.
 #
 #   bench/run.sh                      all of them
-#   BENCH_ONLY="index release" bench/run.sh   some of them (release index cold_build downtime bytes scaling crossbuild)
+#   BENCH_ONLY="index release" bench/run.sh   some of them (release index cold_build downtime bytes scaling crossbuild
+#                                             release_playbook)
 #   BENCH_REPS=1 bench/run.sh         one timed run per side (a smoke test, not a measurement)
 #
 # Exit status: 0 when every benchmark ran and met its target, 1 otherwise (each one still runs).
@@ -40,8 +41,9 @@ declare -A COMMAND=(
   [bytes]="bench_device.py bytes"
   [scaling]="bench_scaling.py"
   [crossbuild]="bench_crossbuild.py"
+  [release_playbook]="bench_release_playbook.py"
 )
-ALL="release index cold_build downtime bytes scaling crossbuild"
+ALL="release index cold_build downtime bytes scaling crossbuild release_playbook"
 failed=0
 summary=()
 for name in ${BENCH_ONLY:-$ALL}; do

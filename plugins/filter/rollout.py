@@ -21,8 +21,7 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._reference import 
     Reference,
     parse_reference,
 )
-
-RECORD_SCHEMA = 1
+from ansible_collections.fleet.multiarch.plugins.module_utils._release_record import ReleaseRecord, ReleaseRecordError
 
 # result key -> what the report says
 LABELS = {
@@ -51,23 +50,13 @@ def _registry_alias(alias) -> str:
 
 
 def _record_reference(record: dict) -> tuple:
-    if record.get("schema") != RECORD_SCHEMA:
-        raise AnsibleFilterError(
-            f"the release record has schema {record.get('schema')!r}; this role reads schema {RECORD_SCHEMA}"
-        )
-    missing = [key for key in ("repository", "index_digest") if not record.get(key)]
-    if missing:
-        raise AnsibleFilterError(f"the release record has no {' and no '.join(missing)}")
-    repository = to_text(record["repository"])
-    if "@" in repository or ":" in repository.rsplit("/", 1)[-1]:
-        raise AnsibleFilterError(
-            f"the release record's repository {repository!r} must be a repository without tag or digest"
-        )
+    """The release record read through its one reader (``_release_record``): (reference, tag, platforms)."""
     try:
-        ref = parse_reference(f"{repository}@{record['index_digest']}")
-    except ImageReferenceError as exc:
-        raise AnsibleFilterError(f"the release record is not usable: {exc}") from None
-    return ref, record.get("tag") or "", dict(record.get("platforms") or {})
+        data = ReleaseRecord.from_dict(record).data
+    except ReleaseRecordError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+    ref = parse_reference(f"{data['repository']}@{data['index_digest']}")
+    return ref, data["tag"], dict(data["platforms"])
 
 
 def rollout_target(source, registry_alias="", container_name="") -> dict:

@@ -5,9 +5,10 @@
 
 """The work of ``image_build``: fingerprint, compare with the registry, build, publish.
 
-The module (``plugins/modules/image_build.py``) runs it on the build host. Its action plugin
-(``plugins/action/image_build.py``) runs only :meth:`ImageBuilder.assess` in the controller's own process
-when the build host is the controller, to answer an unchanged release without starting a module.
+The module (``plugins/modules/image_build.py``) runs it on the build host; the release (``_release.py``) runs
+it as its build step, :meth:`ImageBuilder.prepare` and :meth:`ImageBuilder.assess` first (the release chooses
+its tag from the fingerprint), then :meth:`ImageBuilder.apply` when there is something to do. The release's
+action plugin runs the assessment in the controller's own process when the build host is the controller.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class ImageBuilder:
         self.started = time.monotonic()
         self.tags = [parse_reference(t) for t in self.params["tags"]]
         self.primary = self.tags[0]
+        self.context = self.dockerfile = ""  # set by prepare()
         self.platforms = bd.normalize_platform_list(self.params["platforms"])
         self.labels = {k: _text(v) for k, v in (self.params["labels"] or {}).items()}
         self.annotations = {k: _text(v) for k, v in (self.params["annotations"] or {}).items()}
@@ -157,6 +159,7 @@ class ImageBuilder:
         self.secret_values = []  # what the build's secrets hold, masked in the log, the messages and the result
         self.syntax = ""  # the frontend image of the Dockerfile's `# syntax=` line, read by compute_fingerprint
         self.current = False  # set by assess(): the first tag holds this build
+        self.published_manifest = None  # set by assess(): what the first tag held (Fetched), None when nothing
         self.missing_tags = []  # set by assess(): the other tags that do not point to it yet
         self.result = {
             "changed": False,
@@ -173,7 +176,6 @@ class ImageBuilder:
             "seconds": 0.0,
             "log_path": "",
             "staging_tags": [],
-            "answered_by": "module",
         }
 
     # ---- checks of the input
@@ -660,6 +662,19 @@ class ImageBuilder:
         slug = self.primary.repository.replace("/", "-")
         return os.path.join(tempfile.gettempdir(), "fleet-multiarch-build", f"{slug}-{stamp}-{os.getpid()}.log")
 
+    def prepare(self) -> str:
+        """Validate the input and compute the fingerprint (once): the fingerprint."""
+        if not self.result["fingerprint"]:
+            self.context, self.dockerfile = self.validate()
+            self.compute_fingerprint(self.context, self.dockerfile)
+        return self.result["fingerprint"]
+
+    def set_tags(self, tags: list) -> None:
+        """Publish as ``tags`` instead (the release chooses its tag from the fingerprint; same registry)."""
+        self.tags = [parse_reference(t) for t in tags]
+        self.primary = self.tags[0]
+        self.result["tags"] = [str(t) for t in self.tags]
+
     def assess(self) -> bool:
         """Validate, fingerprint, compare with the registry: True when every tag already holds this build.
 
@@ -667,13 +682,13 @@ class ImageBuilder:
         client cannot), so it can run wherever the build context is, the controller included.
         """
         p = self.params
-        self.context, self.dockerfile = self.validate()
-        fp = self.compute_fingerprint(self.context, self.dockerfile)
+        fp = self.prepare()
         before = {}
         self.missing_tags = list(self.tags[1:])
         self.current = False
         if p["push"]:
             self.current, self.missing_tags, fetched, digests = self.up_to_date(fp)
+            self.published_manifest = fetched
             if fetched is not None:
                 before = {
                     "fingerprint": self.result["published_fingerprint"],
@@ -688,9 +703,13 @@ class ImageBuilder:
         return self.current and not p["force"] and not self.missing_tags
 
     def run(self) -> dict:
-        p = self.params
         if self.assess():
             return self.finish()
+        return self.apply()
+
+    def apply(self) -> dict:
+        """After :meth:`assess` found something to do: copy the index to the tags that lack it, or build."""
+        p = self.params
         fp = self.result["fingerprint"]
         if self.current and not p["force"]:
             self.result["changed"] = True
@@ -743,7 +762,7 @@ REQUIRED_TOGETHER = [("username", "password")]
 
 
 def image_build_argument_spec() -> dict:
-    """The module's options: one spec for the module and for its action plugin's check on the controller."""
+    """The module's options: one spec for the module and for the release's build step (``_release.build_params``)."""
     spec = {
         "context": {"type": "path", "required": True},
         "dockerfile": {"type": "path", "default": "Dockerfile"},

@@ -20,13 +20,6 @@ description:
     When every tag already carries the same fingerprint and exactly the requested platforms, nothing is built
     and C(changed) is false. This takes a few registry requests and no docker command (unless the engine's
     registry mirror has to be read, see O(base_image_registry)).
-  - B(An unchanged release on the controller.) When the task runs on the controller itself (connection C(local),
-    as the build host often is), without C(become), a task C(environment) or C(async), the module's action plugin
-    makes that check in the controller's own process, with the module's code and options, and answers without
-    starting a module when every tag already holds the build (RV(answered_by=controller)), in about a tenth of a second
-    instead of the half second a module start costs; in check mode it gives every answer, as check mode builds and
-    writes nothing. In every other case, and whenever there is something to build or tag, the module runs on the
-    host as usual (RV(answered_by=module)).
   - Changing any input, one platform, or a base image that moved to a new digest, builds again. O(force) always
     builds. When only some tags lack the index, the index is copied to them without building.
   - B(Strategies.) V(multi) runs one C(buildx build --platform a,b,c); it needs a builder that exports an
@@ -40,6 +33,7 @@ description:
 author:
   - fleet.multiarch contributors (@fleet-multiarch)
 extends_documentation_fragment:
+  - fleet.multiarch.build
   - fleet.multiarch.docker_cli
   - fleet.multiarch.registry
 options:
@@ -51,22 +45,6 @@ options:
         registry is used anonymously. Other registries (of base images, of further tags) always take their
         credentials from the Docker config.
     type: str
-  context:
-    description:
-      - The build context directory on the host that runs the module.
-    type: path
-    required: true
-  dockerfile:
-    description:
-      - The Dockerfile, relative to O(context) unless absolute.
-    type: path
-    default: Dockerfile
-  platforms:
-    description:
-      - The platforms to build, in any spelling the collection knows (C(linux/arm/v7), C(armhf), C(aarch64)).
-    type: list
-    elements: str
-    required: true
   tags:
     description:
       - Full references (C(registry/repository:tag)) to publish the image as. The first is built and pushed;
@@ -80,10 +58,6 @@ options:
         so use O(secrets) for credentials.
     type: dict
     default: {}
-  target:
-    description:
-      - The stage to build (C(--target)).
-    type: str
   labels:
     description:
       - Labels of the image config (C(--label)).
@@ -163,16 +137,6 @@ options:
       - Also load the image into the engine as the first tag (one platform only).
     type: bool
     default: false
-  builder:
-    description:
-      - The buildx builder (or docker context) to build with; default the current builder.
-    type: str
-  platform_builders:
-    description:
-      - Platform -> builder or docker context that builds it (a native ARM node, for example). Platforms not
-        listed use O(builder). Implies O(strategy=per_platform) under V(auto).
-    type: dict
-    default: {}
   strategy:
     description:
       - V(auto) chooses by inspecting the builder, see the description; V(multi) and V(per_platform) force one.
@@ -189,18 +153,6 @@ options:
         store, and the SBOM scanner image (C(docker/buildkit-syft-scanner)) must be reachable by the builder.
     type: bool
     default: false
-  force:
-    description:
-      - Build even when the published image carries the same fingerprint.
-    type: bool
-    default: false
-  base_image_registry:
-    description:
-      - Where base images without a registry host (C(FROM busybox)) are looked up for the fingerprint, as
-        C(host:port). Defaults to the engine's first registry mirror (C(docker info)); give it to save that call.
-      - When neither is available, or that registry lacks the image, C(docker buildx imagetools inspect)
-        resolves the base image instead.
-    type: str
   log_path:
     description:
       - The file the build output is written to, readable by its owner only (mode C(0600)), with the secrets
@@ -223,9 +175,6 @@ notes:
     that names the image and says to mirror it into a reachable registry and point the line there, or to drop
     the line.
 attributes:
-  action:
-    support: full
-    description: The action plugin answers an unchanged release on the controller when the task runs there.
   check_mode:
     support: full
     description: Computes the fingerprint, reads the published index and reports whether a build would happen.
@@ -347,13 +296,6 @@ seconds:
   description: Seconds the task took.
   returned: always
   type: float
-answered_by:
-  description:
-    - V(controller) when the action plugin answered in the controller's process (every tag already holds the
-      build, or check mode); V(module) when the module ran on the host.
-  returned: success
-  type: str
-  sample: controller
 log_path:
   description: The file with the full build output; empty when nothing was built.
   returned: always

@@ -18,9 +18,10 @@ class NeedsModule(Exception):
 
 
 class ControllerModule:
-    """What :class:`ImageBuilder` uses of ``AnsibleModule``, for its check in the controller's process.
+    """What the release's code (``_release.py``, :class:`ImageBuilder`'s assessment) uses of ``AnsibleModule``, for
+    an unchanged release answered in the controller's process.
 
-    Used by the action plugin (``plugins/action/image_build.py``) only; anything beyond the check raises
+    Used by the release's action plugin (``plugins/action/release.py``) only; anything beyond that raises
     :class:`NeedsModule`, and the module runs instead.
     """
 

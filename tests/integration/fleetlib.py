@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.fleet.multiarch.plugins.module_utils._release_record import ReleaseRecord
+
 from .helpers import VENV_BIN, clean_env, play_recap, qemu_processes_of, run, run_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +90,8 @@ def provisioned_fleet(state_parent: Path, port_base: str, times: dict, *up_args:
 def record_for(
     testenv, app: str, version: str, tmp: Path, *, platforms: list, repo=None, build_args=None, context=None
 ) -> dict:
-    """Build and push one version of the test app (or of ``context``), and write its release record (schema 1).
+    """Build and push one version of the test app (or of ``context``), and write its release record (schema 1,
+    through ``_release_record``, the release's own writer).
 
     ``app`` is the release's name (the container's name on the devices); ``repo`` the repository, under the test
     environment's registry (default ``fleet-test/<app>``).
@@ -106,22 +109,24 @@ def record_for(
     built = run_module("fleet.multiarch.image_build", options)
     assert not built.get("failed"), built.get("msg")
     assert sorted(built["platform_digests"]) == sorted(platforms)
-    record = {
-        "schema": 1,
-        "name": app,
-        "repository": repo,
-        "tag": version,
-        "moving_tags": ["latest"],
-        "index_digest": built["digest"],
-        "platforms": built["platform_digests"],
-        "fingerprint": built["fingerprint"],
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "changed": built["changed"],
-    }
+    record = ReleaseRecord.from_dict(
+        {
+            "schema": 1,
+            "name": app,
+            "repository": repo,
+            "tag": version,
+            "moving_tags": ["latest"],
+            "index_digest": built["digest"],
+            "platforms": built["platform_digests"],
+            "fingerprint": built["fingerprint"],
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "changed": built["changed"],
+        },
+        "the test's release record",
+    )
     path = tmp / f"{version}.json"
-    path.write_text(json.dumps(record, indent=2))
-    record["path"] = str(path)
-    return record
+    record.write(str(path))  # the schema the release role writes, by the same code
+    return {**record.to_dict(), "path": str(path)}
 
 
 def fleet_ansible_env(**extra: str) -> dict:

@@ -1,9 +1,9 @@
 # Copyright: Contributors to the fleet.multiarch project
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The stand-in for AnsibleModule that image_build's action plugin gives the module's check on the controller.
+"""The stand-in for AnsibleModule that the release's action plugin gives the release's code on the controller.
 
 The whole path (the controller's answer beside the module's, compared key by key) is tested against the real
-registry in tests/integration/test_image_build.py; here, what the stand-in does with commands.
+registry in tests/integration/test_release_role.py; here, what the stand-in does with commands.
 """
 
 from __future__ import annotations
